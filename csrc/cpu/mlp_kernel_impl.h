@@ -7,7 +7,8 @@
 // vectorises them in either build (plain `inline` ones it declines to inline across the
 // target change, and a call in an element loop stops vectorisation: SiLU chains were 5x slower).
 //
-// Needs, from the includer: EBMFAST_MLP_NS, EBMFAST_MLP_AVX2 (0/1), and mlpk::NetView,
+// Needs, from the includer: EBMFAST_MLP_NS, EBMFAST_MLP_AVX2 (0/1), EBMFAST_MLP_AVX512 (0/1),
+// EBMFAST_MLP_UPD_NS (the matching update namespace of mlp_update_impl.h), and mlpk::NetView,
 // mlpk::ChainParams, mlpk::kMR, mlpk::kNR (csrc/cpu/mlp_energy.cpp).
 //
 // Layout. A tile is TP particles (TP a multiple of kMR); each [TP, width] buffer is row-major
@@ -62,6 +63,32 @@ EBMFAST_MLP_ALWAYS_INLINE void micro_f32(const float* A, int64_t as_m, int64_t a
 }
 #endif
 
+#if EBMFAST_MLP_AVX512
+// The same register block with one 16-float zmm per row: twice the rows per block (kMR512),
+// half the instructions per multiply-add of the AVX2 block. (Zen 4 runs a zmm FMA on both
+// 256-bit pipes, so the win there is fewer instructions, not wider arithmetic.)
+template <int MR, bool ACC>
+EBMFAST_MLP_ALWAYS_INLINE void micro_f32_512(const float* A, int64_t as_m, int64_t as_k, const float* B, int64_t ldb,
+                                             float* C, int64_t ldc, int64_t K, const float* bias) {
+  __m512 c[MR];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+    if constexpr (ACC)
+      c[r] = _mm512_loadu_ps(C + r * ldc);
+    else
+      c[r] = bias != nullptr ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    const __m512 b = _mm512_loadu_ps(B + k * ldb);
+    const float* a = A + k * as_k;
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) c[r] = _mm512_fmadd_ps(_mm512_set1_ps(a[r * as_m]), b, c[r]);
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) _mm512_storeu_ps(C + r * ldc, c[r]);
+}
+#endif
+
 template <typename T, int MR, bool ACC>
 EBMFAST_MLP_ALWAYS_INLINE void micro_generic(const T* A, int64_t as_m, int64_t as_k, const T* B, int64_t ldb, T* C,
                                              int64_t ldc, int64_t K, const T* bias) {
@@ -84,13 +111,28 @@ EBMFAST_MLP_ALWAYS_INLINE void micro_generic(const T* A, int64_t as_m, int64_t a
 template <typename T, int MR, bool ACC>
 EBMFAST_MLP_ALWAYS_INLINE void micro(const T* A, int64_t as_m, int64_t as_k, const T* B, int64_t ldb, T* C,
                                      int64_t ldc, int64_t K, const T* bias) {
-#if EBMFAST_MLP_AVX2
+#if EBMFAST_MLP_AVX512
+  if constexpr (std::is_same_v<T, float>) {
+    micro_f32_512<MR, ACC>(A, as_m, as_k, B, ldb, C, ldc, K, bias);
+    return;
+  }
+#elif EBMFAST_MLP_AVX2
   if constexpr (std::is_same_v<T, float>) {
     micro_f32<MR, ACC>(A, as_m, as_k, B, ldb, C, ldc, K, bias);
     return;
   }
 #endif
   micro_generic<T, MR, ACC>(A, as_m, as_k, B, ldb, C, ldc, K, bias);
+}
+
+// Rows per register block: 12 with the zmm float block (12 accumulators of 32 registers),
+// else kMR (6: 12 ymm accumulators of 16 registers; the generic block is the same shape).
+template <typename T>
+constexpr int64_t block_rows() {
+#if EBMFAST_MLP_AVX512
+  if constexpr (std::is_same_v<T, float>) return 2 * kMR;
+#endif
+  return kMR;
 }
 
 // C[M, N] (ACC ? += : =) A[M, K] @ B[K, N] (+ bias row); N a multiple of kNR. A is strided
@@ -100,8 +142,15 @@ void gemm(int64_t M, int64_t N, int64_t K, const T* A, int64_t as_m, int64_t as_
           int64_t ldc, const T* bias) {
   for (int64_t n0 = 0; n0 < N; n0 += kNR) {
     const T* bn = bias != nullptr ? bias + n0 : nullptr;
+    constexpr int64_t MB = block_rows<T>();
     int64_t m0 = 0;
-    for (; m0 + kMR <= M; m0 += kMR) micro<T, kMR, ACC>(A + m0 * as_m, as_m, as_k, B + n0, ldb, C + m0 * ldc + n0, ldc, K, bn);
+    for (; m0 + MB <= M; m0 += MB) micro<T, MB, ACC>(A + m0 * as_m, as_m, as_k, B + n0, ldb, C + m0 * ldc + n0, ldc, K, bn);
+    if constexpr (MB > kMR) {
+      if (m0 + kMR <= M) {
+        micro<T, kMR, ACC>(A + m0 * as_m, as_m, as_k, B + n0, ldb, C + m0 * ldc + n0, ldc, K, bn);
+        m0 += kMR;
+      }
+    }
     const T* a = A + m0 * as_m;
     T* c = C + m0 * ldc + n0;
     switch (M - m0) {
@@ -115,11 +164,59 @@ void gemm(int64_t M, int64_t N, int64_t K, const T* A, int64_t as_m, int64_t as_
   }
 }
 
+#if EBMFAST_MLP_AVX512
+// Sixteen dot products at once: acc[r] = A[r, 0:K16] . b, then one transposing add-tree turns the
+// 16 accumulators into one vector of 16 sums (~3 shuffles/adds per row instead of a horizontal
+// sum each: the energy head and the 2-D input gradient were 14% of a width-32 chain).
+// K16 is a multiple of 16 within lda, and b's entries past the real width are 0.
+EBMFAST_MLP_ALWAYS_INLINE __m512 dot16_f32_512(const float* A, int64_t lda, const float* b, int64_t K16) {
+  __m512 v[16];
+#pragma GCC unroll 16
+  for (int r = 0; r < 16; ++r) v[r] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < K16; k += 16) {
+    const __m512 bv = _mm512_loadu_ps(b + k);
+#pragma GCC unroll 16
+    for (int r = 0; r < 16; ++r) v[r] = _mm512_fmadd_ps(_mm512_loadu_ps(A + r * lda + k), bv, v[r]);
+  }
+  __m512 w[8], u[4], s[2];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i)  // rows (2i, 2i+1): 128-bit lanes [2i half A, 2i half B, 2i+1 A, 2i+1 B]
+    w[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0x44),
+                         _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0xEE));
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i)  // lane L holds row 4i + L (4 partial sums)
+    u[i] = _mm512_add_ps(_mm512_shuffle_f32x4(w[2 * i], w[2 * i + 1], 0x88),
+                         _mm512_shuffle_f32x4(w[2 * i], w[2 * i + 1], 0xDD));
+#pragma GCC unroll 2
+  for (int j = 0; j < 2; ++j)  // lane L: [row 8j+L, row 8j+4+L, same, same] partials
+    s[j] = _mm512_add_ps(_mm512_unpacklo_ps(u[2 * j], u[2 * j + 1]), _mm512_unpackhi_ps(u[2 * j], u[2 * j + 1]));
+  // lane L: rows [L, 4 + L, 8 + L, 12 + L]; element 4L + m holds row 4m + L
+  const __m512 t = _mm512_add_ps(_mm512_shuffle_ps(s[0], s[1], 0x44), _mm512_shuffle_ps(s[0], s[1], 0xEE));
+  const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  return _mm512_permutexvar_ps(idx, t);
+}
+#endif
+
 // C[m, j] = sum_k A[m, k] * Bt[j, k] for small N (the energy head, input dims < 16): dot products.
+// A's columns up to lda and Bt's up to ldbt past K must be finite, and Bt's zero (packed padding).
 template <typename T>
 void dot_rows(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* Bt, int64_t ldbt, T* C, int64_t ldc,
               T add) {
-  for (int64_t m = 0; m < M; ++m) {
+  int64_t m0 = 0;
+#if EBMFAST_MLP_AVX512
+  if constexpr (std::is_same_v<T, float>) {
+    const int64_t K16 = (K + 15) / 16 * 16;
+    if (K16 <= lda && (N == 1 || K16 <= ldbt)) {
+      alignas(64) float out[16];
+      for (; m0 + 16 <= M; m0 += 16)
+        for (int64_t j = 0; j < N; ++j) {
+          _mm512_store_ps(out, _mm512_add_ps(dot16_f32_512(A + m0 * lda, lda, Bt + j * ldbt, K16), _mm512_set1_ps(add)));
+          for (int r = 0; r < 16; ++r) C[(m0 + r) * ldc + j] = out[r];
+        }
+    }
+  }
+#endif
+  for (int64_t m = m0; m < M; ++m) {
     const T* a = A + m * lda;
     for (int64_t j = 0; j < N; ++j) {
       const T* b = Bt + j * ldbt;
@@ -334,11 +431,7 @@ void chain_tile(const NetView<T>& net, const ChainParams<T>& cp, FwdBufs<T>& buf
     }
     // x <- clamp(x - step * clip(drift) + noise * xi_k), compiled without FMA contraction so
     // that it rounds exactly like ebmfast::langevin_step (csrc/cpu/mlp_update_impl.h)
-#if EBMFAST_MLP_AVX2
-    ::ebmfast::mlpk::upd_avx2::update_rows<T>(p, k, buf.X, buf.Gx, pw0, D, r0, rows, zbuf, z);
-#else
-    ::ebmfast::mlpk::upd_generic::update_rows<T>(p, k, buf.X, buf.Gx, pw0, D, r0, rows, zbuf, z);
-#endif
+    ::ebmfast::mlpk::EBMFAST_MLP_UPD_NS::update_rows<T>(p, k, buf.X, buf.Gx, pw0, D, r0, rows, zbuf, z);
   }
   const int64_t last = (cp.n_steps + cp.every - 1) / cp.every;
   if (traj != nullptr)

@@ -1,0 +1,630 @@
+// Raw-pointer CUDA kernel of ebmfast::mlp_energy_grad_backward, the analytic double backward of
+// the fused MLP energy (no torch headers: `nvcc -c` checks this file on its own). Launched by
+// mlp_backward.cpp; interface and partial-sum layout: mlp_backward_kernel.cuh.
+//
+// Math (per particle; the CPU kernel's, csrc/cpu/mlp_kernel_impl.h backward_tiles):
+//   a_l, h_l = sigma(a_l), g_l = dE/dh_l, d_l = g_l sigma'(a_l), g_{l-1} = d_l W_l.
+//   v pass (l = 1..H): u_l = v_{l-1} W_l^T, v_l = u_l sigma'(a_l), r_l = u_l g_l sigma''(a_l),
+//                      dW_l += d_l^T v_{l-1};   dw_out += v_H + gE h_H, db_out += gE   (v_0 = grad_g)
+//   s pass (l = H..1): s_H = r_H + gE w_out sigma'(a_H), dW_l += s_l^T h_{l-1}, db_l += s_l,
+//                      s_{l-1} = r_{l-1} + (s_l W_l) sigma'(a_{l-1}),  grad_x = s_1 W_1.
+//
+// Work split. A block is 8 warps and takes tiles of BB = 8 * RB particles (grid-stride over the
+// tiles; the grid is a few blocks per SM). Per-particle work (the matmuls a_l, g_{l-1}, u_l,
+// s_{l-1}, the elementwise activation passes, grad_x) is split like mlp_energy_kernel.cu: warp w
+// owns rows [w*RB, w*RB + RB) of the tile, lane owns hidden units j = lane + 32c (c < HP / 32),
+// each output an RB x CB register-blocked dot. The weight gradients are reductions over the
+// tile's particles, so they are block-wide (between __syncthreads): warp w takes input units
+// i = 4w .. 4w+3 (+ 32k), lane the output units j, a 4 x CB register block summed over the BB
+// rows, added into the block's own row of the partial-sum buffer in global memory (each entry
+// is owned by one thread of one block: no atomics, deterministic). The caller sums the rows.
+//
+// Shared memory: the packed weights (resident, or one hidden matrix staged at a time when they
+// do not fit, as in the forward kernel; rows padded to HP + 1 so lanes reading W[j][i] for
+// consecutive j hit distinct banks), then per tile x and grad_g [BB][D], grad_e [BB], a_l and
+// g_l (-> r_l) [NH][BB][HP] (the op's `saved` row layout: loaded from `saved` when the caller
+// has it, else recomputed by a forward and backward here) and three [BB][HP] work buffers.
+// sigma, sigma' and sigma'' are re-evaluated from a_l where needed (O(HP) per row against the
+// O(HP^2) matmuls) instead of being stored: that keeps the tile state at 2 NH + 3 rows of HP.
+//
+// Limits: those of the forward (1..6 hidden layers, D <= 128, widths <= 128 padded to HP = 32, 64
+// or 128, float32 / float64) and the block's shared memory (kMLPErrSmem when not even one row
+// per warp with staged weights fits).
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <type_traits>
+
+#include "ebmfast/mlp_activation.h"
+#include "mlp_backward_kernel.cuh"
+
+// `kernel<<<grid, block, smem, stream>>>` behind a macro so that
+// tests/ops/test_mlp_cuda_backward_emulated.py can compile this file with g++ and run the kernel
+// on CPU threads (tests/ops/cuda_emu/cuda_runtime.h).
+#ifndef EBMFAST_LAUNCH
+#define EBMFAST_LAUNCH(kernel, grid, block, smem, stream) kernel<<<grid, block, smem, stream>>>
+#endif
+
+namespace ebmfast {
+namespace {
+
+constexpr int kBThreads = 256;
+constexpr int kBWarps = kBThreads / 32;
+constexpr int kBMaxNH = kMLPCudaMaxHidden;
+constexpr int kOuterMI = 4;  // input units per warp in the weight-gradient register block
+
+// Per-launch description (kernel parameter space).
+struct BDesc {
+  int64_t B, D, NH, act;
+  bool resident, has_saved;
+  int64_t S;                   // saved row width 2 * sum(w_l)
+  int64_t soff[kBMaxNH];       // offset of a_l in a saved row (g_l follows at + w_l)
+  int64_t w[kBMaxNH];          // real hidden widths
+  int64_t n_tiles, n_blocks;   // tiles of BB rows; grid size
+  int64_t width;               // partial row length
+  int64_t poff[kBMaxNH + 1];   // mlp_backward_offset(net, l)
+};
+
+// Shared-memory layout, in elements of T (host and device agree through this function).
+struct BLayout {
+  int64_t w1, wh, bias, wout, xs, vs, ge, a, g, work, total;
+};
+
+__host__ __device__ inline int64_t bwd_ld_first(int64_t D) { return D % 2 == 0 ? D + 1 : D; }
+
+__host__ __device__ inline BLayout make_bwd_layout(int64_t D, int64_t NH, int64_t HP, int64_t RB, bool resident) {
+  BLayout L{};
+  const int64_t ldh = HP + 1, bb = kBWarps * RB;
+  int64_t o = 0;
+  L.w1 = o;
+  o += HP * bwd_ld_first(D);
+  L.wh = o;
+  o += (NH > 1 ? (resident ? NH - 1 : 1) : 0) * HP * ldh;
+  L.bias = o;
+  o += NH * HP;
+  L.wout = o;
+  o += HP;
+  L.xs = o;
+  o += bb * D;
+  L.vs = o;
+  o += bb * D;
+  L.ge = o;
+  o += bb;
+  L.a = o;
+  o += NH * bb * HP;
+  L.g = o;
+  o += NH * bb * HP;
+  L.work = o;
+  o += 3 * bb * HP;
+  L.total = o;
+  return L;
+}
+
+template <typename T>
+struct BNet {
+  const T* W1;    // [HP][ld1]
+  int64_t ld1;
+  T* Wh;          // resident: [NH-1][HP][HP+1]; staged: one [HP][HP+1] buffer
+  const T* gWh;   // global [NH-1][HP][HP]
+  const T* bias;  // [NH][HP]
+  const T* wout;  // [HP]
+  T slope;
+};
+
+// sigma(a), sigma'(a) and, when D2, sigma''(a); `act` is uniform across the block.
+template <bool D2, typename T>
+__device__ __forceinline__ void bwd_act(int64_t act, T a, T slope, T& h, T& d1, T& d2) {
+  T* p2 = D2 ? &d2 : nullptr;
+  switch (act) {
+    case kActRelu: mlp_act<kActRelu, D2, T>(a, slope, &h, &d1, p2); break;
+    case kActLeakyRelu: mlp_act<kActLeakyRelu, D2, T>(a, slope, &h, &d1, p2); break;
+    case kActSilu: mlp_act<kActSilu, D2, T>(a, slope, &h, &d1, p2); break;
+    case kActSoftplus: mlp_act<kActSoftplus, D2, T>(a, slope, &h, &d1, p2); break;
+    case kActElu: mlp_act<kActElu, D2, T>(a, slope, &h, &d1, p2); break;
+    case kActTanh: mlp_act<kActTanh, D2, T>(a, slope, &h, &d1, p2); break;
+    default: mlp_act<kActGelu, D2, T>(a, slope, &h, &d1, p2); break;
+  }
+}
+
+// Copies the packed parameters into shared memory (all hidden matrices when resident).
+template <typename T, int HP>
+__device__ BNet<T> load_bwd_net(T* smem, const BLayout& L, const T* __restrict__ params, const BDesc& kd) {
+  constexpr int LDH = HP + 1;
+  const int64_t D = kd.D, NH = kd.NH, ld1 = bwd_ld_first(D);
+  const T* gW1 = params;
+  const T* gWh = params + HP * D;
+  const T* gb = gWh + (NH - 1) * HP * HP;
+  const T* gwo = gb + NH * HP;
+  for (int64_t i = threadIdx.x; i < HP * D; i += kBThreads) smem[L.w1 + (i / D) * ld1 + i % D] = gW1[i];
+  if (kd.resident) {
+    for (int64_t i = threadIdx.x; i < (NH - 1) * HP * HP; i += kBThreads) {
+      const int64_t l = i / (HP * HP), r = (i / HP) % HP, c = i % HP;
+      smem[L.wh + l * HP * LDH + r * LDH + c] = gWh[i];
+    }
+  }
+  for (int64_t i = threadIdx.x; i < NH * HP; i += kBThreads) smem[L.bias + i] = gb[i];
+  for (int64_t i = threadIdx.x; i < HP; i += kBThreads) smem[L.wout + i] = gwo[i];
+  BNet<T> net;
+  net.W1 = smem + L.w1;
+  net.ld1 = ld1;
+  net.Wh = smem + L.wh;
+  net.gWh = gWh;
+  net.bias = smem + L.bias;
+  net.wout = smem + L.wout;
+  net.slope = gwo[HP + 1];
+  return net;
+}
+
+// Hidden matrix of layer L (0-based, L >= 1) in shared memory; staged mode reloads the one
+// buffer. Every thread of the block calls this at the same point (all control flow here is
+// block-uniform), so the __syncthreads are safe.
+template <typename T, int HP>
+__device__ __forceinline__ const T* bwd_layer_weights(const BNet<T>& net, bool resident, int& staged, int L) {
+  constexpr int LDH = HP + 1;
+  if (resident) return net.Wh + static_cast<int64_t>(L - 1) * HP * LDH;
+  if (staged != L) {
+    __syncthreads();  // every warp is done with the previous matrix
+    const T* src = net.gWh + static_cast<int64_t>(L - 1) * HP * HP;
+    for (int i = threadIdx.x; i < HP * HP; i += kBThreads) net.Wh[(i / HP) * LDH + (i % HP)] = src[i];
+    __syncthreads();
+    staged = L;
+  }
+  return net.Wh;
+}
+
+// One warp, its RB rows: out[r][j] = bias[j] + sum_{i<K} in[r*ldin + i] W[j*ldw + i] for the
+// lane's units j = lane + 32c (out: ld HP; bias may be nullptr).
+template <typename T, int HP, int RB>
+__device__ __forceinline__ void rows_times_wt(const T* in, int64_t ldin, int K, const T* W, int64_t ldw,
+                                              const T* bias, T* out) {
+  constexpr int CB = HP / 32;
+  const int lane = threadIdx.x & 31;
+  T acc[RB][CB];
+#pragma unroll
+  for (int c = 0; c < CB; ++c) {
+    const T bj = bias != nullptr ? bias[lane + 32 * c] : T(0);
+#pragma unroll
+    for (int r = 0; r < RB; ++r) acc[r][c] = bj;
+  }
+#pragma unroll 4
+  for (int i = 0; i < K; ++i) {
+    T xv[RB], wv[CB];
+#pragma unroll
+    for (int r = 0; r < RB; ++r) xv[r] = in[r * ldin + i];
+#pragma unroll
+    for (int c = 0; c < CB; ++c) wv[c] = W[(lane + 32 * c) * ldw + i];
+#pragma unroll
+    for (int r = 0; r < RB; ++r)
+#pragma unroll
+      for (int c = 0; c < CB; ++c) acc[r][c] += xv[r] * wv[c];
+  }
+#pragma unroll
+  for (int r = 0; r < RB; ++r)
+#pragma unroll
+    for (int c = 0; c < CB; ++c) out[r * HP + lane + 32 * c] = acc[r][c];
+}
+
+// One warp, its RB rows: out[r][i] = sum_{j<HP} in[r*HP + j] W[j*(HP+1) + i] for the lane's
+// units i = lane + 32c (in, out: ld HP).
+template <typename T, int HP, int RB>
+__device__ __forceinline__ void rows_times_w(const T* in, const T* W, T* out) {
+  constexpr int CB = HP / 32, LDH = HP + 1;
+  const int lane = threadIdx.x & 31;
+  T acc[RB][CB];
+#pragma unroll
+  for (int r = 0; r < RB; ++r)
+#pragma unroll
+    for (int c = 0; c < CB; ++c) acc[r][c] = T(0);
+#pragma unroll 4
+  for (int j = 0; j < HP; ++j) {
+    T gv[RB], wv[CB];
+#pragma unroll
+    for (int r = 0; r < RB; ++r) gv[r] = in[r * HP + j];
+#pragma unroll
+    for (int c = 0; c < CB; ++c) wv[c] = W[j * LDH + lane + 32 * c];
+#pragma unroll
+    for (int r = 0; r < RB; ++r)
+#pragma unroll
+      for (int c = 0; c < CB; ++c) acc[r][c] += gv[r] * wv[c];
+  }
+#pragma unroll
+  for (int r = 0; r < RB; ++r)
+#pragma unroll
+    for (int c = 0; c < CB; ++c) out[r * HP + lane + 32 * c] = acc[r][c];
+}
+
+// Whole block: dst[i*HP + j] += sum_{r<BB} P[r*HP + j] Q[r*ldq + i] for i < K, j < HP, and,
+// when db != nullptr, db[j] += sum_r P[r*HP + j]. dst/db: this block's partial row (global).
+// Warp w takes input units i0 = kOuterMI * (w + 8k) .. + kOuterMI - 1 (Q reads broadcast),
+// lane the units j = lane + 32c (P reads and global read-modify-writes coalesced).
+template <typename T, int HP, int BB>
+__device__ void outer_acc(const T* P, const T* Q, int64_t ldq, int K, T* dst, T* db) {
+  constexpr int CB = HP / 32, MI = kOuterMI;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  for (int i0 = warp * MI; i0 < K; i0 += kBWarps * MI) {
+    T acc[MI][CB];
+#pragma unroll
+    for (int m = 0; m < MI; ++m)
+#pragma unroll
+      for (int c = 0; c < CB; ++c) acc[m][c] = T(0);
+#pragma unroll 2
+    for (int r = 0; r < BB; ++r) {
+      T p[CB], q[MI];
+#pragma unroll
+      for (int c = 0; c < CB; ++c) p[c] = P[r * HP + lane + 32 * c];
+#pragma unroll
+      for (int m = 0; m < MI; ++m) q[m] = i0 + m < K ? Q[r * ldq + i0 + m] : T(0);
+#pragma unroll
+      for (int m = 0; m < MI; ++m)
+#pragma unroll
+        for (int c = 0; c < CB; ++c) acc[m][c] += q[m] * p[c];
+    }
+#pragma unroll
+    for (int m = 0; m < MI; ++m) {
+      if (i0 + m < K) {
+#pragma unroll
+        for (int c = 0; c < CB; ++c) dst[(i0 + m) * HP + lane + 32 * c] += acc[m][c];
+      }
+    }
+  }
+  if (db != nullptr) {
+    for (int j = threadIdx.x; j < HP; j += kBThreads) {
+      T s = T(0);
+      for (int r = 0; r < BB; ++r) s += P[r * HP + j];
+      db[j] += s;
+    }
+  }
+}
+
+template <typename T, int HP, int RB>
+__global__ void __launch_bounds__(kBThreads) mlp_backward_kernel(const T* __restrict__ x, const T* __restrict__ params,
+                                                                 const T* __restrict__ saved,
+                                                                 const T* __restrict__ grad_e,
+                                                                 const T* __restrict__ grad_g, T* __restrict__ grad_x,
+                                                                 T* __restrict__ partial, BDesc kd) {
+  constexpr int CB = HP / 32, BB = kBWarps * RB, LDH = HP + 1, TILE = BB * HP;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  T* smem = reinterpret_cast<T*>(smem_raw);
+  const BLayout L = make_bwd_layout(kd.D, kd.NH, HP, RB, kd.resident);
+  const BNet<T> net = load_bwd_net<T, HP>(smem, L, params, kd);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int64_t B = kd.B;
+  const int D = static_cast<int>(kd.D), NH = static_cast<int>(kd.NH), wr = warp * RB;
+  const T slope = net.slope;
+
+  // this block's partial row: zeroed here, then only read-modify-written by its owner threads
+  // (the __syncthreads at the top of the tile loop orders the zeroing before the first add)
+  T* part = partial + static_cast<int64_t>(blockIdx.x) * kd.width;
+  for (int64_t i = threadIdx.x; i < kd.width; i += kBThreads) part[i] = T(0);
+
+  T* X = smem + L.xs;   // [BB][D] x (= h_0)
+  T* V0 = smem + L.vs;  // [BB][D] grad_g (= v_0)
+  T* gE = smem + L.ge;  // [BB]
+  T* A = smem + L.a;    // [NH][BB][HP] a_l
+  T* G = smem + L.g;    // [NH][BB][HP] g_l, then r_l after the v pass
+  // three [BB][HP] work buffers, addressed by offset (a pointer array would live in local memory)
+  T* const work = smem + L.work;
+  int staged = -1;
+
+  for (int64_t tile = blockIdx.x; tile < kd.n_tiles; tile += kd.n_blocks) {
+    const int64_t row0 = tile * BB;
+    __syncthreads();  // the previous tile (or the set-up) is done with every buffer
+    // ---- load the tile; rows past B are zero (x, grad_g, grad_e = 0 => they add exactly 0)
+    for (int o = threadIdx.x; o < BB * D; o += kBThreads) {
+      const int64_t row = row0 + o / D;
+      X[o] = row < B ? x[row * D + o % D] : T(0);
+      V0[o] = row < B ? grad_g[row * D + o % D] : T(0);
+    }
+    for (int r = threadIdx.x; r < BB; r += kBThreads) gE[r] = row0 + r < B ? grad_e[row0 + r] : T(0);
+    if (kd.has_saved) {
+      for (int l = 0; l < NH; ++l) {
+        const int64_t wl = kd.w[l];
+        for (int o = threadIdx.x; o < TILE; o += kBThreads) {
+          const int64_t row = row0 + o / HP, j = o % HP;
+          const bool ok = row < B && j < wl;
+          const int64_t si = ok ? row * kd.S + kd.soff[l] + j : 0;
+          A[l * TILE + o] = ok ? saved[si] : T(0);
+          G[l * TILE + o] = ok ? saved[si + wl] : T(0);
+        }
+      }
+    }
+    __syncthreads();
+
+    if (!kd.has_saved) {
+      // ---- forward: a_l into A, h_l into work buffer 0 (rows of this warp only: __syncwarp suffices)
+      T* hb = work + wr * HP;
+      for (int l = 0; l < NH; ++l) {
+        T* al = A + l * TILE + wr * HP;
+        if (l == 0) {
+          rows_times_wt<T, HP, RB>(X + wr * D, D, D, net.W1, net.ld1, net.bias, al);
+        } else {
+          const T* W = bwd_layer_weights<T, HP>(net, kd.resident, staged, l);
+          rows_times_wt<T, HP, RB>(hb, HP, HP, W, LDH, net.bias + l * HP, al);
+        }
+        if (l + 1 < NH) {
+          __syncwarp();  // lanes are done reading h_{l-1}
+#pragma unroll 1
+          for (int q = 0; q < RB * CB; ++q) {
+            const int r = q / CB, j = lane + 32 * (q % CB);
+            T h, d1, d2;
+            bwd_act<false, T>(kd.act, al[r * HP + j], slope, h, d1, d2);
+            hb[r * HP + j] = h;
+          }
+          __syncwarp();
+        }
+      }
+      __syncwarp();
+      // ---- g_l = dE/dh_l: g_H = w_out, g_{l-1} = (g_l sigma'(a_l)) W_l; d_l into work buffer 0
+      {
+        T* gl = G + (NH - 1) * TILE + wr * HP;
+#pragma unroll 1
+        for (int q = 0; q < RB * CB; ++q) {
+          const int r = q / CB, j = lane + 32 * (q % CB);
+          gl[r * HP + j] = net.wout[j];
+        }
+      }
+      for (int l = NH - 1; l >= 1; --l) {
+        const T* al = A + l * TILE + wr * HP;
+        const T* gl = G + l * TILE + wr * HP;
+#pragma unroll 1
+        for (int q = 0; q < RB * CB; ++q) {
+          const int r = q / CB, j = lane + 32 * (q % CB);
+          T h, d1, d2;
+          bwd_act<false, T>(kd.act, al[r * HP + j], slope, h, d1, d2);
+          hb[r * HP + j] = gl[r * HP + j] * d1;
+        }
+        __syncwarp();
+        const T* W = bwd_layer_weights<T, HP>(net, kd.resident, staged, l);
+        rows_times_w<T, HP, RB>(hb, W, G + (l - 1) * TILE + wr * HP);
+        __syncwarp();  // lanes are done reading d_l before the next layer overwrites it
+      }
+      __syncthreads();
+    }
+
+    // ---- v pass: u_l = v_{l-1} W_l^T -> v_l (in place), r_l -> G, d_l -> work buffer 2;
+    // dW_l += d_l^T v_{l-1}. v_l alternates between work buffers 0 and 1.
+    const T* vin = V0;
+    int64_t ldv = D;
+    int kin = D;
+    T* Dl = work + 2 * TILE;
+    for (int l = 0; l < NH; ++l) {
+      T* U = work + (l & 1) * TILE;
+      const T* W = l == 0 ? net.W1 : bwd_layer_weights<T, HP>(net, kd.resident, staged, l);
+      rows_times_wt<T, HP, RB>(vin + wr * ldv, ldv, kin, W, l == 0 ? net.ld1 : LDH, nullptr, U + wr * HP);
+      {
+        const T* al = A + l * TILE + wr * HP;
+        T* gl = G + l * TILE + wr * HP;
+        T* uw = U + wr * HP;
+        T* dw = Dl + wr * HP;
+        // each lane reads and writes only its own elements here: no sync needed before
+#pragma unroll 1
+        for (int q = 0; q < RB * CB; ++q) {
+          const int e = (q / CB) * HP + lane + 32 * (q % CB);
+          T h, d1, d2;
+          bwd_act<true, T>(kd.act, al[e], slope, h, d1, d2);
+          const T u = uw[e], g = gl[e];
+          gl[e] = u * g * d2;  // r_l
+          dw[e] = g * d1;      // d_l
+          uw[e] = u * d1;      // v_l
+        }
+      }
+      __syncthreads();
+      outer_acc<T, HP, BB>(Dl, vin, ldv, kin, part + kd.poff[l], nullptr);
+      __syncthreads();  // every warp is done reading v_{l-1} and d_l
+      vin = U;
+      ldv = HP;
+      kin = HP;
+    }
+    // ---- dw_out += sum_rows v_H + gE h_H, db_out += sum_rows gE  (h_H into work buffer 2)
+    {
+      const T* al = A + (NH - 1) * TILE + wr * HP;
+      T* hw = Dl + wr * HP;
+#pragma unroll 1
+      for (int q = 0; q < RB * CB; ++q) {
+        const int e = (q / CB) * HP + lane + 32 * (q % CB);
+        T h, d1, d2;
+        bwd_act<false, T>(kd.act, al[e], slope, h, d1, d2);
+        hw[e] = h;
+      }
+    }
+    __syncthreads();
+    {
+      T* dwo = part + kd.poff[NH];
+      for (int j = threadIdx.x; j < HP; j += kBThreads) {
+        T s = T(0);
+        for (int r = 0; r < BB; ++r) s += vin[r * HP + j] + gE[r] * Dl[r * HP + j];
+        dwo[j] += s;
+      }
+      if (threadIdx.x == kBThreads - 1) {
+        T s = T(0);
+        for (int r = 0; r < BB; ++r) s += gE[r];
+        dwo[HP] += s;
+      }
+    }
+    // ---- s pass. s_H = r_H + gE w_out sigma'(a_H) into the work buffer v_H does not use
+    T* Sb = work + (NH & 1) * TILE;
+    T* Ub = work + ((NH - 1) & 1) * TILE;
+    T* Hb = work + 2 * TILE;
+    {
+      const T* al = A + (NH - 1) * TILE + wr * HP;
+      const T* rl = G + (NH - 1) * TILE + wr * HP;
+      T* sw = Sb + wr * HP;
+#pragma unroll 1
+      for (int q = 0; q < RB * CB; ++q) {
+        const int r = q / CB, j = lane + 32 * (q % CB), e = r * HP + j;
+        T h, d1, d2;
+        bwd_act<false, T>(kd.act, al[e], slope, h, d1, d2);
+        sw[e] = rl[e] + gE[wr + r] * net.wout[j];
+      }
+    }
+    __syncthreads();  // the dw_out sums are done with v_H (Ub) and h_H (Hb)
+    for (int l = NH - 1; l >= 1; --l) {
+      // s_{l-1} = r_{l-1} + (s_l W_l) sigma'(a_{l-1}) into Ub; h_{l-1} into Hb
+      const T* W = bwd_layer_weights<T, HP>(net, kd.resident, staged, l);
+      rows_times_w<T, HP, RB>(Sb + wr * HP, W, Ub + wr * HP);
+      {
+        const T* al = A + (l - 1) * TILE + wr * HP;
+        const T* rl = G + (l - 1) * TILE + wr * HP;
+        T* uw = Ub + wr * HP;
+        T* hw = Hb + wr * HP;
+#pragma unroll 1
+        for (int q = 0; q < RB * CB; ++q) {
+          const int e = (q / CB) * HP + lane + 32 * (q % CB);
+          T h, d1, d2;
+          bwd_act<false, T>(kd.act, al[e], slope, h, d1, d2);
+          hw[e] = h;
+          uw[e] = rl[e] + uw[e] * d1;
+        }
+      }
+      __syncthreads();
+      // dW_l += s_l^T h_{l-1}, db_l += sum_rows s_l
+      outer_acc<T, HP, BB>(Sb, Hb, HP, HP, part + kd.poff[l], part + kd.poff[l] + HP * HP);
+      __syncthreads();  // every warp is done reading s_l before it is overwritten
+      T* t = Sb;
+      Sb = Ub;
+      Ub = t;
+    }
+    // ---- layer 1 (0-based 0): dW_1 += s_1^T x, db_1 += sum_rows s_1, grad_x = s_1 W_1
+    outer_acc<T, HP, BB>(Sb, X, D, D, part + kd.poff[0], part + kd.poff[0] + static_cast<int64_t>(D) * HP);
+    {
+      const T* sw = Sb + wr * HP;
+      for (int o = lane; o < RB * D; o += 32) {
+        const int r = o / D, m = o % D;
+        T s = T(0);
+        for (int j = 0; j < HP; ++j) s += sw[r * HP + j] * net.W1[j * net.ld1 + m];
+        const int64_t row = row0 + wr + r;
+        if (row < B) grad_x[row * D + m] = s;
+      }
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------ host side
+bool valid_net(const MLPNetDesc& net) {
+  return net.D >= 1 && net.D <= kMLPCudaMaxD && net.NH >= 1 && net.NH <= kBMaxNH && net.B >= 0 &&
+         (net.HP == 32 || net.HP == 64 || net.HP == 128) && net.act >= 0 && net.act < kNumMLPActs;
+}
+
+// Rows per warp: 4 (float) / 2 (double) when the tile count still gives every SM a block, else
+// 1; resident weights when they fit. Grid: as many blocks as fit on the device at once (by
+// shared memory, at most 4 per SM), at most one per tile, and a partial-sum buffer <= 256 MiB.
+int plan_impl(size_t elem, const MLPNetDesc& net, MLPBackwardPlan* plan) {
+  int dev = 0, max_smem = 0, sms = 1, smem_sm = 0;
+  cudaError_t err = cudaGetDevice(&dev);
+  if (err == cudaSuccess) err = cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+  if (err == cudaSuccess) err = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+  if (err == cudaSuccess) err = cudaDeviceGetAttribute(&smem_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev);
+  if (err != cudaSuccess) return static_cast<int>(err);
+  const int big = elem == 8 ? 2 : 4;
+  int order[2] = {big, 1};
+  if ((net.B + kBWarps * big - 1) / (kBWarps * big) < sms) {
+    order[0] = 1;
+    order[1] = big;
+  }
+  const int64_t width = mlp_backward_partial_width(net);
+  for (int rb : order) {
+    for (bool resident : {true, false}) {
+      const size_t bytes = static_cast<size_t>(make_bwd_layout(net.D, net.NH, net.HP, rb, resident).total) * elem;
+      if (bytes > static_cast<size_t>(max_smem)) continue;
+      const int64_t n_tiles = (net.B + kBWarps * rb - 1) / (kBWarps * rb);
+      int64_t per_sm = static_cast<int64_t>(smem_sm) / static_cast<int64_t>(bytes + 1024);
+      per_sm = per_sm < 1 ? 1 : (per_sm > 4 ? 4 : per_sm);
+      int64_t blocks = static_cast<int64_t>(sms) * per_sm;
+      const int64_t cap = (int64_t{256} << 20) / (width * static_cast<int64_t>(elem));
+      if (blocks > cap) blocks = cap < 1 ? 1 : cap;
+      if (blocks > n_tiles) blocks = n_tiles;
+      *plan = MLPBackwardPlan{rb, resident, bytes, blocks, width};
+      return 0;
+    }
+  }
+  return kMLPErrSmem;
+}
+
+BDesc make_bdesc(const MLPNetDesc& net, const MLPBackwardPlan& plan, bool has_saved) {
+  BDesc kd{};
+  kd.B = net.B;
+  kd.D = net.D;
+  kd.NH = net.NH;
+  kd.act = net.act;
+  kd.resident = plan.resident;
+  kd.has_saved = has_saved;
+  int64_t off = 0;
+  for (int l = 0; l < kBMaxNH; ++l) {
+    kd.w[l] = l < net.NH ? net.widths[l] : 0;
+    kd.soff[l] = off;
+    off += 2 * kd.w[l];
+  }
+  kd.S = off;
+  kd.n_tiles = (net.B + kBWarps * plan.rb - 1) / (kBWarps * plan.rb);
+  kd.n_blocks = plan.n_blocks;
+  kd.width = plan.width;
+  for (int l = 0; l <= kBMaxNH; ++l) kd.poff[l] = l <= net.NH ? mlp_backward_offset(net, l) : 0;
+  return kd;
+}
+
+template <typename T, int HP, int RB>
+int launch_backward(const void* x, const void* params, const void* saved, const void* ge, const void* gg, void* gx,
+                    void* partial, const BDesc& kd, size_t smem, cudaStream_t stream) {
+  auto kernel = mlp_backward_kernel<T, HP, RB>;
+  if (smem > 48 * 1024) {
+    const cudaError_t err =
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+    if (err != cudaSuccess) return static_cast<int>(err);
+  }
+  EBMFAST_LAUNCH(kernel, static_cast<unsigned>(kd.n_blocks), kBThreads, smem, stream)(
+      static_cast<const T*>(x), static_cast<const T*>(params), static_cast<const T*>(saved),
+      static_cast<const T*>(ge), static_cast<const T*>(gg), static_cast<T*>(gx), static_cast<T*>(partial), kd);
+  return static_cast<int>(cudaGetLastError());
+}
+
+template <typename T>
+int backward_typed(const void* x, const void* params, const void* saved, const void* ge, const void* gg, void* gx,
+                   void* partial, const MLPNetDesc& net, const MLPBackwardPlan& plan, cudaStream_t stream) {
+  constexpr int kBig = sizeof(T) == 8 ? 2 : 4;
+  if (plan.rb != 1 && plan.rb != kBig) return kMLPErrShape;
+  const BDesc kd = make_bdesc(net, plan, saved != nullptr);
+  const bool one = plan.rb == 1;
+  switch (net.HP) {
+    case 32:
+      return one ? launch_backward<T, 32, 1>(x, params, saved, ge, gg, gx, partial, kd, plan.smem, stream)
+                 : launch_backward<T, 32, kBig>(x, params, saved, ge, gg, gx, partial, kd, plan.smem, stream);
+    case 64:
+      return one ? launch_backward<T, 64, 1>(x, params, saved, ge, gg, gx, partial, kd, plan.smem, stream)
+                 : launch_backward<T, 64, kBig>(x, params, saved, ge, gg, gx, partial, kd, plan.smem, stream);
+    case 128:
+      return one ? launch_backward<T, 128, 1>(x, params, saved, ge, gg, gx, partial, kd, plan.smem, stream)
+                 : launch_backward<T, 128, kBig>(x, params, saved, ge, gg, gx, partial, kd, plan.smem, stream);
+    default: return kMLPErrShape;
+  }
+}
+
+}  // namespace
+
+int mlp_backward_cuda_plan(DType dtype, const MLPNetDesc& net, MLPBackwardPlan* plan) {
+  if (!valid_net(net)) return kMLPErrShape;
+  *plan = MLPBackwardPlan{};
+  plan->width = mlp_backward_partial_width(net);
+  switch (dtype) {
+    case DType::kFloat32: return net.B == 0 ? 0 : plan_impl(sizeof(float), net, plan);
+    case DType::kFloat64: return net.B == 0 ? 0 : plan_impl(sizeof(double), net, plan);
+    default: return kMLPErrDType;
+  }
+}
+
+int mlp_energy_grad_backward_cuda_launch(DType dtype, const void* x, const void* params, const void* saved,
+                                         const void* grad_e, const void* grad_g, void* grad_x, void* partial,
+                                         const MLPNetDesc& net, const MLPBackwardPlan& plan, void* stream) {
+  if (!valid_net(net)) return kMLPErrShape;
+  if (net.B == 0) return 0;
+  if (plan.n_blocks < 1 || plan.width != mlp_backward_partial_width(net)) return kMLPErrShape;
+  const auto s = static_cast<cudaStream_t>(stream);
+  switch (dtype) {
+    case DType::kFloat32:
+      return backward_typed<float>(x, params, saved, grad_e, grad_g, grad_x, partial, net, plan, s);
+    case DType::kFloat64:
+      return backward_typed<double>(x, params, saved, grad_e, grad_g, grad_x, partial, net, plan, s);
+    default: return kMLPErrDType;
+  }
+}
+
+}  // namespace ebmfast

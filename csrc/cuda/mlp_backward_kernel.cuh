@@ -1,0 +1,58 @@
+// Interface between the raw CUDA kernel of the fused MLP energy's analytic double backward
+// (mlp_backward_kernel.cu) and its torch launcher (mlp_backward.cpp). No CUDA or torch types.
+//
+// The op: ebmfast::mlp_energy_grad_backward, the VJP of (E [B], grad_x E [B, D]) with cotangents
+// (grad_e [B], grad_g [B, D]) w.r.t. x and every weight and bias (schema: csrc/mlp_schemas.cpp,
+// math: the comment above backward_tiles in csrc/cpu/mlp_kernel_impl.h).
+//
+// Parameters arrive in the packed, zero-padded buffer of mlp_energy_kernel.cuh (same layout,
+// same MLPNetDesc). grad_x is written per particle. The weight and bias gradients come back as
+// per-block partial sums, one row per block of a [n_blocks, width] buffer (no atomics: the
+// caller sums the rows, which keeps the result deterministic). One row:
+//   for l = 0..NH-1:  dW_l^T [K_l][HP] (K_0 = D, K_l = HP for l >= 1; entry [i][j] is
+//                     dL/dW_l[j][i], j the layer's output unit, i its input), then db_l [HP];
+//   then dw_out [HP] and db_out [1].
+// Entries of padded units (j >= w_l or i >= w_{l-1}) are meaningless: slice them off.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "mlp_energy_kernel.cuh"  // DType, MLPNetDesc, kMLPCudaMaxHidden, kMLPCudaMaxD, MLPCudaError
+
+namespace ebmfast {
+
+// Offset of layer l's block (dW_l^T, then db_l) in a partial row; l == NH: dw_out (db_out at + HP).
+inline int64_t mlp_backward_offset(const MLPNetDesc& net, int64_t l) {
+  int64_t o = 0;
+  for (int64_t k = 0; k < l && k < net.NH; ++k) o += ((k == 0 ? net.D : net.HP) + 1) * net.HP;
+  return o;
+}
+
+// Length of one partial row.
+inline int64_t mlp_backward_partial_width(const MLPNetDesc& net) {
+  return mlp_backward_offset(net, net.NH) + net.HP + 1;
+}
+
+// Launch configuration, chosen for the current device by mlp_backward_cuda_plan.
+struct MLPBackwardPlan {
+  int rb = 0;             // particle rows per warp (a block takes a tile of 8 * rb particles)
+  bool resident = false;  // every hidden matrix in shared memory (else one staged at a time)
+  size_t smem = 0;        // dynamic shared memory per block, bytes
+  int64_t n_blocks = 0;   // grid size = rows of the partial-sum buffer (0 when B == 0)
+  int64_t width = 0;      // = mlp_backward_partial_width(net)
+};
+
+// Fills *plan for this network on the current device. Returns 0, a cudaError_t value, or an
+// MLPCudaError (kMLPErrShape: unsupported net, kMLPErrSmem: does not fit in shared memory,
+// kMLPErrDType: not float32/float64).
+int mlp_backward_cuda_plan(DType dtype, const MLPNetDesc& net, MLPBackwardPlan* plan);
+
+// grad_x [B, D] and partial [plan.n_blocks, plan.width] (every entry written; no zeroing needed)
+// for x [B, D], params (packed), grad_e [B], grad_g [B, D]. saved: nullptr (the forward is
+// recomputed) or the [B, 2 * sum(w_l)] rows of mlp_energy_grad(save=True) (a_l, then dE/dh_l,
+// per hidden layer), which skips the forward. All pointers are device pointers of `dtype`.
+int mlp_energy_grad_backward_cuda_launch(DType dtype, const void* x, const void* params, const void* saved,
+                                         const void* grad_e, const void* grad_g, void* grad_x, void* partial,
+                                         const MLPNetDesc& net, const MLPBackwardPlan& plan, void* stream);
+
+}  // namespace ebmfast
