@@ -14,7 +14,8 @@ Scales chosen here (papers 000 and 003 do not state theirs):
 - swissroll: sklearn make_swiss_roll(noise=0.5), coords (x, z) divided by 3.5
   -> about [-3.2, 4.1] (FFJORD divides by 5; the brief asks ~[-4, 4]).
 - moons: sklearn make_moons(noise=0.05), centred at (0.5, 0.25) and scaled x2
-  -> about [-3, 3] x [-1.6, 1.6].
+  -> about [-3, 3] x [-1.6, 1.6]. make_moons spaces the arc positions evenly (not i.i.d.);
+  ``moons(n, iid=True)`` draws the same law i.i.d. (use it for MMD noise floors).
 - rings: sklearn make_circles(factor=0.5, noise=0.05) scaled x3 -> radii 3 and 1.5.
 - checkerboard, pinwheel: the FFJORD recipes (range [-4, 4]).
 """
@@ -91,12 +92,28 @@ def swissroll(n: int, seed: Optional[int] = None, generator: Optional[torch.Gene
 
 
 def moons(n: int, seed: Optional[int] = None, generator: Optional[torch.Generator] = None,
-          noise: float = 0.05) -> torch.Tensor:
-    """sklearn two moons, centred and scaled x2. [n, 2]."""
+          noise: float = 0.05, iid: bool = False) -> torch.Tensor:
+    """Two moons, centred and scaled x2. [n, 2].
+
+    iid=False (default): sklearn ``make_moons``, whose arc positions are an evenly spaced grid
+    (n/2 per moon, then Gaussian noise): two such sets are closer to each other than i.i.d.
+    draws of the law can be (their MMD^2_u is systematically negative), so they make a biased
+    MMD noise floor (see ebmfast.evaluators.mmd). iid=True draws the same law i.i.d.:
+    moon ~ Bernoulli(1/2), arc angle ~ U[0, pi], the same noise and transform.
+    """
+    n = check_n(n)
+    if not isinstance(iid, bool):
+        raise ValueError(f"iid must be a bool, got {iid!r}")
+    g = make_generator(seed, generator)
+    if iid:
+        t = torch.rand(n, generator=g, dtype=torch.float64) * math.pi
+        inner = torch.rand(n, generator=g, dtype=torch.float64) < 0.5
+        x = torch.stack([torch.where(inner, 1.0 - torch.cos(t), torch.cos(t)),
+                         torch.where(inner, 0.5 - torch.sin(t), torch.sin(t))], 1)
+        x = x + noise * torch.randn(n, 2, generator=g, dtype=torch.float64)
+        return ((x - torch.tensor([0.5, 0.25], dtype=torch.float64)) * 2.0).float()
     from sklearn.datasets import make_moons
 
-    n = check_n(n)
-    g = make_generator(seed, generator)
     x, _ = make_moons(n_samples=n, noise=noise, random_state=numpy_seed(g))
     return torch.from_numpy((x - np.array([0.5, 0.25])) * 2.0).float()
 

@@ -65,6 +65,30 @@ def test_swissroll_moons_rings_scales():
     assert ((r - 1.5).abs() < 0.6).float().mean() == pytest.approx(0.5, abs=0.03)
 
 
+def test_moons_iid_draws_the_same_law_and_an_unbiased_mmd_floor():
+    """iid=True samples the law of make_moons (MMD^2_u to a big set centred on 0), while two
+    evenly spaced make_moons sets give a systematically negative MMD^2_u (they are closer to each
+    other than i.i.d. draws can be), so a "floor" from them measures that bias, not noise."""
+    import itertools
+
+    from ebmfast.evaluators import mmd
+
+    big = D.moons(20000, seed=1)
+    h = 0.5
+    a, b = D.moons(500, iid=True, seed=2), D.moons(500, iid=True, seed=3)
+    assert a.shape == (500, 2) and a.dtype == torch.float32
+    assert not torch.equal(a, b)
+    c1, c2 = itertools.count(100), itertools.count(200)
+    iid = mmd.mmd_noise_floor(lambda k: D.moons(k, iid=True, seed=next(c1)), n=500, n_repeats=20, bandwidth=h)
+    grid = mmd.mmd_noise_floor(lambda k: D.moons(k, seed=next(c2)), n=500, n_repeats=20, bandwidth=h)
+    assert abs(iid["mean"]) < iid["floor"]  # centred: a noise floor
+    assert grid["mean"] < -1.5 * iid["floor"]  # biased: not a noise floor
+    vals = [mmd.mmd2(D.moons(500, iid=True, seed=300 + i), big[:4000], bandwidth=h) for i in range(5)]
+    assert abs(sum(vals) / len(vals)) < 3 * iid["floor"] / len(vals) ** 0.5
+    with pytest.raises(ValueError, match="iid"):
+        D.moons(10, iid=1)
+
+
 def test_checkerboard_occupies_half_the_squares():
     x = D.checkerboard(4000, seed=0)
     cells = torch.floor(x / 2).long() + 2  # 4x4 cells of side 2 on [-4, 4]
