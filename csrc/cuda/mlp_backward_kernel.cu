@@ -10,7 +10,7 @@
 //                      s_{l-1} = r_{l-1} + (s_l W_l) sigma'(a_{l-1}),  grad_x = s_1 W_1.
 //
 // Work split. A block is 8 warps and takes tiles of BB = 8 * RB particles (grid-stride over the
-// tiles; the grid is a few blocks per SM). Per-particle work (the matmuls a_l, g_{l-1}, u_l,
+// tiles; the grid is 1-2 blocks per SM). Per-particle work (the matmuls a_l, g_{l-1}, u_l,
 // s_{l-1}, the elementwise activation passes, grad_x) is split like mlp_energy_kernel.cu: warp w
 // owns rows [w*RB, w*RB + RB) of the tile, lane owns hidden units j = lane + 32c (c < HP / 32),
 // each output an RB x CB register-blocked dot. The weight gradients are reductions over the
@@ -21,15 +21,18 @@
 //
 // Shared memory: the packed weights (resident, or one hidden matrix staged at a time when they
 // do not fit, as in the forward kernel; rows padded to HP + 1 so lanes reading W[j][i] for
-// consecutive j hit distinct banks), then per tile x and grad_g [BB][D], grad_e [BB], a_l and
-// g_l (-> r_l) [NH][BB][HP] (the op's `saved` row layout: loaded from `saved` when the caller
-// has it, else recomputed by a forward and backward here) and three [BB][HP] work buffers.
-// sigma, sigma' and sigma'' are re-evaluated from a_l where needed (O(HP) per row against the
-// O(HP^2) matmuls) instead of being stored: that keeps the tile state at 2 NH + 3 rows of HP.
+// consecutive j hit distinct banks), then per tile x and grad_g [BB][D], grad_e [BB], three
+// [BB][HP] work buffers, and the tile state a_l and g_l (-> r_l) [NH][BB][HP] (the op's `saved`
+// row layout: loaded from `saved` when the caller has it, else recomputed by a forward and
+// backward here). The state is only ever touched element-wise by its owner thread, so when
+// shared memory is short it moves to a per-block global scratch slice (L1/L2) before the
+// weights are staged. sigma, sigma' and sigma'' are re-evaluated from a_l where needed (O(HP)
+// per row against the O(HP^2) matmuls) instead of being stored.
 //
 // Limits: those of the forward (1..6 hidden layers, D <= 128, widths <= 128 padded to HP = 32, 64
 // or 128, float32 / float64) and the block's shared memory (kMLPErrSmem when not even one row
-// per warp with staged weights fits).
+// per warp with staged weights and the state in global memory fits: W_1 [HP][D] and one
+// [HP][HP + 1] matrix must, e.g. not float64 with D = 128 and widths > 64, as in the forward).
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -57,6 +60,7 @@ constexpr int kOuterMI = 4;  // input units per warp in the weight-gradient regi
 struct BDesc {
   int64_t B, D, NH, act;
   bool resident, has_saved;
+  bool state_smem;             // a_l, g_l in shared memory (else in this block's slice of `scratch`)
   int64_t S;                   // saved row width 2 * sum(w_l)
   int64_t soff[kBMaxNH];       // offset of a_l in a saved row (g_l follows at + w_l)
   int64_t w[kBMaxNH];          // real hidden widths
@@ -72,7 +76,8 @@ struct BLayout {
 
 __host__ __device__ inline int64_t bwd_ld_first(int64_t D) { return D % 2 == 0 ? D + 1 : D; }
 
-__host__ __device__ inline BLayout make_bwd_layout(int64_t D, int64_t NH, int64_t HP, int64_t RB, bool resident) {
+__host__ __device__ inline BLayout make_bwd_layout(int64_t D, int64_t NH, int64_t HP, int64_t RB, bool resident,
+                                                   bool state_smem) {
   BLayout L{};
   const int64_t ldh = HP + 1, bb = kBWarps * RB;
   int64_t o = 0;
@@ -91,9 +96,9 @@ __host__ __device__ inline BLayout make_bwd_layout(int64_t D, int64_t NH, int64_
   L.ge = o;
   o += bb;
   L.a = o;
-  o += NH * bb * HP;
+  o += state_smem ? NH * bb * HP : 0;
   L.g = o;
-  o += NH * bb * HP;
+  o += state_smem ? NH * bb * HP : 0;
   L.work = o;
   o += 3 * bb * HP;
   L.total = o;
@@ -281,11 +286,12 @@ __global__ void __launch_bounds__(kBThreads) mlp_backward_kernel(const T* __rest
                                                                  const T* __restrict__ saved,
                                                                  const T* __restrict__ grad_e,
                                                                  const T* __restrict__ grad_g, T* __restrict__ grad_x,
-                                                                 T* __restrict__ partial, BDesc kd) {
+                                                                 T* __restrict__ partial, T* __restrict__ scratch,
+                                                                 BDesc kd) {
   constexpr int CB = HP / 32, BB = kBWarps * RB, LDH = HP + 1, TILE = BB * HP;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* smem = reinterpret_cast<T*>(smem_raw);
-  const BLayout L = make_bwd_layout(kd.D, kd.NH, HP, RB, kd.resident);
+  const BLayout L = make_bwd_layout(kd.D, kd.NH, HP, RB, kd.resident, kd.state_smem);
   const BNet<T> net = load_bwd_net<T, HP>(smem, L, params, kd);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int64_t B = kd.B;
@@ -300,8 +306,12 @@ __global__ void __launch_bounds__(kBThreads) mlp_backward_kernel(const T* __rest
   T* X = smem + L.xs;   // [BB][D] x (= h_0)
   T* V0 = smem + L.vs;  // [BB][D] grad_g (= v_0)
   T* gE = smem + L.ge;  // [BB]
-  T* A = smem + L.a;    // [NH][BB][HP] a_l
-  T* G = smem + L.g;    // [NH][BB][HP] g_l, then r_l after the v pass
+  // [NH][BB][HP] a_l and g_l (r_l after the v pass). Each element is only ever touched by the
+  // one thread that owns (row, unit) in the row-split (the `saved` load aside, which is followed
+  // by a __syncthreads), so they may live in global memory (L1/L2) when shared memory is short.
+  T* const state = kd.state_smem ? nullptr : scratch + static_cast<int64_t>(blockIdx.x) * 2 * kd.NH * TILE;
+  T* A = kd.state_smem ? smem + L.a : state;
+  T* G = kd.state_smem ? smem + L.g : state + kd.NH * TILE;
   // three [BB][HP] work buffers, addressed by offset (a pointer array would live in local memory)
   T* const work = smem + L.work;
   int staged = -1;
@@ -454,7 +464,7 @@ __global__ void __launch_bounds__(kBThreads) mlp_backward_kernel(const T* __rest
         const int r = q / CB, j = lane + 32 * (q % CB), e = r * HP + j;
         T h, d1, d2;
         bwd_act<false, T>(kd.act, al[e], slope, h, d1, d2);
-        sw[e] = rl[e] + gE[wr + r] * net.wout[j];
+        sw[e] = rl[e] + gE[wr + r] * net.wout[j] * d1;
       }
     }
     __syncthreads();  // the dw_out sums are done with v_H (Ub) and h_H (Hb)
@@ -506,8 +516,12 @@ bool valid_net(const MLPNetDesc& net) {
 }
 
 // Rows per warp: 4 (float) / 2 (double) when the tile count still gives every SM a block, else
-// 1; resident weights when they fit. Grid: as many blocks as fit on the device at once (by
-// shared memory, at most 4 per SM), at most one per tile, and a partial-sum buffer <= 256 MiB.
+// 1. Then the first that fits in shared memory of: resident weights and tile state (a_l, g_l)
+// in shared memory; resident weights, state in global scratch; staged weights, state in shared
+// memory; staged weights, state in global. (The state is ~2 NH BB HP elements per pass; staging
+// reloads NH - 1 HP x HP matrices per pass, so global state is the cheaper concession.)
+// Grid: as many blocks as fit on the device at once (by shared memory, at most 2 per SM), at most
+// one per tile, and a partial-sum buffer of at most 256 MiB.
 int plan_impl(size_t elem, const MLPNetDesc& net, MLPBackwardPlan* plan) {
   int dev = 0, max_smem = 0, sms = 1, smem_sm = 0;
   cudaError_t err = cudaGetDevice(&dev);
@@ -522,18 +536,30 @@ int plan_impl(size_t elem, const MLPNetDesc& net, MLPBackwardPlan* plan) {
     order[1] = big;
   }
   const int64_t width = mlp_backward_partial_width(net);
+  constexpr bool kChoices[4][2] = {{true, true}, {true, false}, {false, true}, {false, false}};  // resident, state
   for (int rb : order) {
-    for (bool resident : {true, false}) {
-      const size_t bytes = static_cast<size_t>(make_bwd_layout(net.D, net.NH, net.HP, rb, resident).total) * elem;
+    for (const auto& ch : kChoices) {
+      const bool resident = ch[0], state_smem = ch[1];
+      const size_t bytes =
+          static_cast<size_t>(make_bwd_layout(net.D, net.NH, net.HP, rb, resident, state_smem).total) * elem;
       if (bytes > static_cast<size_t>(max_smem)) continue;
       const int64_t n_tiles = (net.B + kBWarps * rb - 1) / (kBWarps * rb);
       int64_t per_sm = static_cast<int64_t>(smem_sm) / static_cast<int64_t>(bytes + 1024);
-      per_sm = per_sm < 1 ? 1 : (per_sm > 4 ? 4 : per_sm);
+      // at most 2: ptxas gives these kernels up to 128 registers a thread, half an SM's file per block
+      per_sm = per_sm < 1 ? 1 : (per_sm > 2 ? 2 : per_sm);
       int64_t blocks = static_cast<int64_t>(sms) * per_sm;
       const int64_t cap = (int64_t{256} << 20) / (width * static_cast<int64_t>(elem));
       if (blocks > cap) blocks = cap < 1 ? 1 : cap;
       if (blocks > n_tiles) blocks = n_tiles;
-      *plan = MLPBackwardPlan{rb, resident, bytes, blocks, width};
+      MLPBackwardPlan p;
+      p.rb = rb;
+      p.resident = resident;
+      p.state_in_smem = state_smem;
+      p.smem = bytes;
+      p.n_blocks = blocks;
+      p.width = width;
+      p.scratch_per_block = state_smem ? 0 : 2 * net.NH * kBWarps * rb * net.HP;
+      *plan = p;
       return 0;
     }
   }
@@ -547,6 +573,7 @@ BDesc make_bdesc(const MLPNetDesc& net, const MLPBackwardPlan& plan, bool has_sa
   kd.NH = net.NH;
   kd.act = net.act;
   kd.resident = plan.resident;
+  kd.state_smem = plan.state_in_smem;
   kd.has_saved = has_saved;
   int64_t off = 0;
   for (int l = 0; l < kBMaxNH; ++l) {
@@ -564,7 +591,7 @@ BDesc make_bdesc(const MLPNetDesc& net, const MLPBackwardPlan& plan, bool has_sa
 
 template <typename T, int HP, int RB>
 int launch_backward(const void* x, const void* params, const void* saved, const void* ge, const void* gg, void* gx,
-                    void* partial, const BDesc& kd, size_t smem, cudaStream_t stream) {
+                    void* partial, void* scratch, const BDesc& kd, size_t smem, cudaStream_t stream) {
   auto kernel = mlp_backward_kernel<T, HP, RB>;
   if (smem > 48 * 1024) {
     const cudaError_t err =
@@ -573,27 +600,30 @@ int launch_backward(const void* x, const void* params, const void* saved, const 
   }
   EBMFAST_LAUNCH(kernel, static_cast<unsigned>(kd.n_blocks), kBThreads, smem, stream)(
       static_cast<const T*>(x), static_cast<const T*>(params), static_cast<const T*>(saved),
-      static_cast<const T*>(ge), static_cast<const T*>(gg), static_cast<T*>(gx), static_cast<T*>(partial), kd);
+      static_cast<const T*>(ge), static_cast<const T*>(gg), static_cast<T*>(gx), static_cast<T*>(partial),
+      static_cast<T*>(scratch), kd);
   return static_cast<int>(cudaGetLastError());
 }
 
+template <int V>
+using IC = std::integral_constant<int, V>;
+
 template <typename T>
 int backward_typed(const void* x, const void* params, const void* saved, const void* ge, const void* gg, void* gx,
-                   void* partial, const MLPNetDesc& net, const MLPBackwardPlan& plan, cudaStream_t stream) {
+                   void* partial, void* scratch, const MLPNetDesc& net, const MLPBackwardPlan& plan,
+                   cudaStream_t stream) {
   constexpr int kBig = sizeof(T) == 8 ? 2 : 4;
   if (plan.rb != 1 && plan.rb != kBig) return kMLPErrShape;
   const BDesc kd = make_bdesc(net, plan, saved != nullptr);
+  auto go = [&](auto hp, auto rb) {
+    return launch_backward<T, decltype(hp)::value, decltype(rb)::value>(x, params, saved, ge, gg, gx, partial,
+                                                                         scratch, kd, plan.smem, stream);
+  };
   const bool one = plan.rb == 1;
   switch (net.HP) {
-    case 32:
-      return one ? launch_backward<T, 32, 1>(x, params, saved, ge, gg, gx, partial, kd, plan.smem, stream)
-                 : launch_backward<T, 32, kBig>(x, params, saved, ge, gg, gx, partial, kd, plan.smem, stream);
-    case 64:
-      return one ? launch_backward<T, 64, 1>(x, params, saved, ge, gg, gx, partial, kd, plan.smem, stream)
-                 : launch_backward<T, 64, kBig>(x, params, saved, ge, gg, gx, partial, kd, plan.smem, stream);
-    case 128:
-      return one ? launch_backward<T, 128, 1>(x, params, saved, ge, gg, gx, partial, kd, plan.smem, stream)
-                 : launch_backward<T, 128, kBig>(x, params, saved, ge, gg, gx, partial, kd, plan.smem, stream);
+    case 32: return one ? go(IC<32>{}, IC<1>{}) : go(IC<32>{}, IC<kBig>{});
+    case 64: return one ? go(IC<64>{}, IC<1>{}) : go(IC<64>{}, IC<kBig>{});
+    case 128: return one ? go(IC<128>{}, IC<1>{}) : go(IC<128>{}, IC<kBig>{});
     default: return kMLPErrShape;
   }
 }
@@ -613,16 +643,19 @@ int mlp_backward_cuda_plan(DType dtype, const MLPNetDesc& net, MLPBackwardPlan* 
 
 int mlp_energy_grad_backward_cuda_launch(DType dtype, const void* x, const void* params, const void* saved,
                                          const void* grad_e, const void* grad_g, void* grad_x, void* partial,
-                                         const MLPNetDesc& net, const MLPBackwardPlan& plan, void* stream) {
+                                         void* scratch, const MLPNetDesc& net, const MLPBackwardPlan& plan,
+                                         void* stream) {
   if (!valid_net(net)) return kMLPErrShape;
   if (net.B == 0) return 0;
   if (plan.n_blocks < 1 || plan.width != mlp_backward_partial_width(net)) return kMLPErrShape;
+  const int64_t state = 2 * net.NH * kBWarps * plan.rb * net.HP;
+  if (!plan.state_in_smem && (scratch == nullptr || plan.scratch_per_block != state)) return kMLPErrShape;
   const auto s = static_cast<cudaStream_t>(stream);
   switch (dtype) {
     case DType::kFloat32:
-      return backward_typed<float>(x, params, saved, grad_e, grad_g, grad_x, partial, net, plan, s);
+      return backward_typed<float>(x, params, saved, grad_e, grad_g, grad_x, partial, scratch, net, plan, s);
     case DType::kFloat64:
-      return backward_typed<double>(x, params, saved, grad_e, grad_g, grad_x, partial, net, plan, s);
+      return backward_typed<double>(x, params, saved, grad_e, grad_g, grad_x, partial, scratch, net, plan, s);
     default: return kMLPErrDType;
   }
 }

@@ -35,11 +35,13 @@ inline int64_t mlp_backward_partial_width(const MLPNetDesc& net) {
 
 // Launch configuration, chosen for the current device by mlp_backward_cuda_plan.
 struct MLPBackwardPlan {
-  int rb = 0;             // particle rows per warp (a block takes a tile of 8 * rb particles)
-  bool resident = false;  // every hidden matrix in shared memory (else one staged at a time)
-  size_t smem = 0;        // dynamic shared memory per block, bytes
-  int64_t n_blocks = 0;   // grid size = rows of the partial-sum buffer (0 when B == 0)
-  int64_t width = 0;      // = mlp_backward_partial_width(net)
+  int rb = 0;                      // particle rows per warp (a block takes a tile of 8 * rb particles)
+  bool resident = false;           // every hidden matrix in shared memory (else one staged at a time)
+  bool state_in_smem = false;      // the tile's a_l, g_l in shared memory (else in `scratch`)
+  size_t smem = 0;                 // dynamic shared memory per block, bytes
+  int64_t n_blocks = 0;            // grid size = rows of the partial-sum buffer (0 when B == 0)
+  int64_t width = 0;               // = mlp_backward_partial_width(net)
+  int64_t scratch_per_block = 0;   // elements of global scratch per block (0 when state_in_smem)
 };
 
 // Fills *plan for this network on the current device. Returns 0, a cudaError_t value, or an
@@ -50,9 +52,12 @@ int mlp_backward_cuda_plan(DType dtype, const MLPNetDesc& net, MLPBackwardPlan* 
 // grad_x [B, D] and partial [plan.n_blocks, plan.width] (every entry written; no zeroing needed)
 // for x [B, D], params (packed), grad_e [B], grad_g [B, D]. saved: nullptr (the forward is
 // recomputed) or the [B, 2 * sum(w_l)] rows of mlp_energy_grad(save=True) (a_l, then dE/dh_l,
-// per hidden layer), which skips the forward. All pointers are device pointers of `dtype`.
+// per hidden layer), which skips the forward. scratch: plan.n_blocks * plan.scratch_per_block
+// elements of uninitialised work space (nullptr when that is 0). All pointers are device
+// pointers of `dtype`.
 int mlp_energy_grad_backward_cuda_launch(DType dtype, const void* x, const void* params, const void* saved,
                                          const void* grad_e, const void* grad_g, void* grad_x, void* partial,
-                                         const MLPNetDesc& net, const MLPBackwardPlan& plan, void* stream);
+                                         void* scratch, const MLPNetDesc& net, const MLPBackwardPlan& plan,
+                                         void* stream);
 
 }  // namespace ebmfast

@@ -3,7 +3,7 @@
 //
 // CUDA covers 1..6 hidden layers, D <= 128, hidden widths <= 128, float32/float64; other nets
 // raise here, and ebmfast/ops/mlp_energy.py sends them to the Triton or reference backend.
-// mlp_energy_grad_backward has no CUDA kernel yet: the Python autograd uses the reference on CUDA.
+// mlp_energy_grad_backward (the analytic double backward) has its own launcher: csrc/cuda/mlp_backward.cpp.
 #include <ATen/core/Tensor.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/ops/empty.h>

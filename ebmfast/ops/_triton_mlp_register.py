@@ -1,13 +1,15 @@
 """Triton backend of the fused MLP-energy ops: parameter packing, support checks, launchers, triton_ops.
 
-Kernels: ebmfast/ops/_triton/mlp_energy.py (imported lazily, so CPU-only installs never import
-triton). Semantics and argument lists are those of the C++ schemas (csrc/mlp_schemas.cpp) and
+Kernels: ebmfast/ops/_triton/mlp_energy.py and ebmfast/ops/_triton/mlp_backward.py (imported
+lazily, so CPU-only installs never import triton). Semantics and argument lists are those of the C++ schemas (csrc/mlp_schemas.cpp) and
 the references in ebmfast/ops/mlp_energy.py; `triton_ops()` registers
 
     ebmfast::mlp_energy_grad_triton(x, weights, biases, act, slope, save) -> (E, grad_x E, saved)
     ebmfast::mlp_langevin_chain_triton(x0, weights, biases, act, slope, n_steps, step_size,
         noise_scale, ref_coef, seed, clamp_min, clamp_max, clip_mode, clip_value, every,
         record_trajectory, record_energies, check_finite) -> (x, trajectory, energies, bad_step)
+    ebmfast::mlp_energy_grad_backward_triton(x, weights, biases, act, slope, saved, grad_e, grad_g)
+        -> (grad_x, grad_weights, grad_biases)   (kernel: ebmfast/ops/_triton/mlp_backward.py)
 
 with the autograd of ebmfast::mlp_energy_grad. The public functions in ebmfast/ops/mlp_energy.py
 call them when the dispatcher picks "triton" and `not_supported_reasons(...)` is empty:
@@ -15,6 +17,7 @@ call them when the dispatcher picks "triton" and `not_supported_reasons(...)` is
     ops = triton_ops()
     e, g, saved = ops.energy_grad(x, weights, biases, act, slope, save)
     x, traj, ens, bad = ops.chain(x0, weights, biases, act, slope, n_steps, ...)
+    gx, gw, gb = ops.energy_grad_backward(x, weights, biases, act, slope, saved, grad_e, grad_g)
 
 Supported: 1 <= hidden layers <= MAX_HIDDEN (6), input dim D <= MAX_D (128), hidden widths <=
 MAX_WIDTH (128; all padded to one power of two HP >= 16), biases or none, float32 / float64
@@ -115,6 +118,51 @@ def cuda_not_supported_reasons(x: torch.Tensor, weights: Sequence[torch.Tensor],
         limit = torch.cuda.get_device_properties(x.device).shared_memory_per_block_optin
         if _cuda_smem_bytes(d, nh, hp, 1, False, elem) > limit:
             reasons.append(f"the network needs more than the device's {limit} bytes of shared memory per block")
+    return reasons
+
+
+def _cuda_bwd_smem_bytes(d: int, nh: int, hp: int, rb: int, resident: bool, elem: int, state_smem: bool = True) -> int:
+    """Shared memory of one backward block; mirrors make_bwd_layout() in csrc/cuda/mlp_backward_kernel.cu.
+    state_smem=False: the tile state a_l, g_l lives in a global scratch buffer instead."""
+    ld1 = d + 1 if d % 2 == 0 else d
+    bb = 8 * rb
+    n = hp * ld1 + ((nh - 1 if resident else 1) if nh > 1 else 0) * hp * (hp + 1) + nh * hp + hp
+    n += 2 * bb * d + bb + (2 * nh * bb * hp if state_smem else 0) + 3 * bb * hp
+    return n * elem
+
+
+def cuda_backward_not_supported_reasons(x: torch.Tensor, weights: Sequence[torch.Tensor], act: int) -> list[str]:
+    """Why the CUDA mlp_energy_grad_backward kernel (csrc/cuda/mlp_backward.cpp) cannot take these
+    inputs (empty list: it can). Its smallest layout needs more shared memory than the forward's
+    with one hidden layer, hence a check of its own."""
+    if x.dim() != 2:
+        return [f"cuda MLP backward needs x of shape [B, D], got {tuple(x.shape)}"]
+    reasons = []
+    try:
+        has = torch._C._dispatch_has_kernel_for_dispatch_key("ebmfast::mlp_energy_grad_backward", "CUDA")
+    except Exception:  # the op schema itself is not registered
+        has = False
+    if not has:
+        reasons.append("the loaded extension has no CUDA kernel for mlp_energy_grad_backward (build with a CUDA torch)")
+    nh, d = len(weights) - 1, int(x.shape[1])
+    if not 1 <= nh <= MAX_HIDDEN:
+        reasons.append(f"cuda MLP backward supports 1..{MAX_HIDDEN} hidden layers, got {nh}")
+    if not 1 <= d <= MAX_D:
+        reasons.append(f"cuda MLP backward supports input dim 1 <= D <= {MAX_D}, got {d}")
+    wmax = max([int(w.shape[0]) for w in weights[:-1]] or [0])
+    if wmax > CUDA_MAX_WIDTH:
+        reasons.append(f"cuda MLP backward supports hidden widths <= {CUDA_MAX_WIDTH}, got {wmax}")
+    if x.dtype not in (torch.float32, torch.float64):
+        reasons.append(f"cuda MLP backward computes in float32/float64, got {x.dtype}")
+    if not 0 <= int(act) < N_ACTIVATIONS:
+        reasons.append(f"activation code must be in [0, {N_ACTIVATIONS}), got {act}")
+    if not reasons and x.is_cuda:
+        hp = max(32, _pow2(wmax))
+        limit = torch.cuda.get_device_properties(x.device).shared_memory_per_block_optin
+        need = _cuda_bwd_smem_bytes(d, nh, hp, 1, False, x.element_size(), state_smem=False)  # smallest layout
+        if need > limit:
+            reasons.append(f"the network needs {need} bytes of shared memory per block for the CUDA backward, "
+                           f"more than the device's {limit}")
     return reasons
 
 
@@ -311,6 +359,103 @@ def chain_launch(x0, weights, biases, act: int, slope: float, n_steps: int, step
     return out, traj, ens, bad_step
 
 
+def _bwd_config(hp: int, batch: int, interpret: bool, f64: bool = False) -> tuple[int, int]:
+    """(BLOCK_B, num_warps) of the backward kernel.
+
+    It keeps 2-3 tiles per hidden layer (a_l, g_l, r_l) against the forward's one and runs ~3x
+    the products, so it takes 16 rows per program on GPUs (the floor: the tile's particles are
+    the reduction dim K of tl.dot in d_l^T v_{l-1}). Chosen from ahead-of-time compiles for sm_90
+    (NH = 3, D = 2, SiLU; stack = spilled bytes per thread), not from GPU timings (none yet):
+      float32 tf32x3: HP 16-32 -> (16, 4): 0 B ((32, 4) at HP 32: 1.5 KB);  HP 64 -> (16, 8): 0 B
+                      ((16, 4): 176 B);  HP 128 -> (16, 8) with the scratch (_bwd_use_scratch):
+                      536 B, 68 KB smem ((16, 4) in registers: 2.7 KB)
+      float64:        HP 32 -> (16, 4): 0 B;  HP 64 -> (16, 8): 56 B ((16, 4): ~1 KB);
+                      HP 128 -> (16, 8) with the scratch: 2.2 KB, 152 KB smem
+    Shared memory beyond a GPU's limit (float64 at HP 128 on consumer GPUs, ~99 KB) fails at
+    launch with OutOfResources; mlp_energy._backward_impl then falls back to the reference.
+    The interpreter pays per program, not per element: there one program takes up to 256 rows."""
+    if interpret:
+        return max(16, min(256, _pow2(batch))), 4
+    return (16, 4) if hp <= 32 else (16, 8)
+
+
+def _bwd_dq(dp: int) -> int:
+    """Width of the backward's layer-1 tiles: DP zero-extended to >= 32. (16 is enough for tl.dot,
+    but AOT-compiled for sm_90 the N = 16 products spill 4-5 KB per thread at HP = 64; 32: ~200 B.)"""
+    return max(dp, 32)
+
+
+def _bwd_use_scratch(hp: int, nh: int, scratch: Optional[bool]) -> bool:
+    """Keep a_l, g_l, r_l in a per-program global (L2) scratch instead of registers?
+
+    Default: at HP = 128 only. AOT-compiled for sm_90 (BLOCK_B 16, 8 warps) the scratch cuts
+    shared memory and spills there: float32 NH 3 / 6: 100 / 149 KB smem, 600 B / 3.1 KB stack ->
+    68 KB, 536 / 80 B; float64: 184 / 233 KB (more than an H100 has) -> 152 KB (fits A100 and
+    H100), 1.4 / 3.2 KB -> 2.2 KB. At HP <= 64 registers spill nothing (see _bwd_config)."""
+    return hp >= 128 if scratch is None else bool(scratch)
+
+
+def unpack_mlp_grads(flat: torch.Tensor, weights: Sequence[torch.Tensor], n_biases: int, dp: int, hp: int):
+    """The parameter gradients from a flat vector in the layout of `pack_mlp_params`.
+
+    Returns ([dW_1 [w_1, D], ..., dW_out [1, w_NH]], [db_1, ..., db_out] or [] when n_biases == 0)."""
+    nh = len(weights) - 1
+    d = int(weights[0].shape[1])
+    gw = [flat[: hp * dp].view(hp, dp)[: weights[0].shape[0], :d].clone()]
+    o = hp * dp
+    for l in range(1, nh):
+        gw.append(flat[o : o + hp * hp].view(hp, hp)[: weights[l].shape[0], : weights[l].shape[1]].clone())
+        o += hp * hp
+    gb = [flat[o + l * hp : o + l * hp + weights[l].shape[0]].clone() for l in range(nh)] if n_biases else []
+    o += nh * hp
+    gw.append(flat[o : o + weights[nh].shape[1]].clone().view(1, -1))
+    if n_biases:
+        gb.append(flat[o + hp : o + hp + 1].clone())
+    return gw, gb
+
+
+def energy_grad_backward_launch(x, weights, biases, act: int, slope: float, saved, grad_e, grad_g, kernel=None,
+                                block_b: Optional[int] = None, scratch: Optional[bool] = None):
+    """VJP of (E, grad_x E) by one launch: (grad_x [B, D], [grad W_l], [grad b_l]), as
+    ebmfast::mlp_energy_grad_backward (csrc/mlp_schemas.cpp).
+
+    x [B, D] float32/64; grad_e [B] and grad_g [B, D] the cotangents of E and grad_x E. `saved`
+    is not read: the kernel recomputes the forward in registers (GPU forwards do not save).
+    The per-program parameter-gradient partial sums [n_programs, total] are summed here
+    (deterministic; no atomics)."""
+    import triton
+
+    from ._triton.mlp_backward import _mlp_energy_grad_bwd_kernel
+
+    kernel = kernel if kernel is not None else _mlp_energy_grad_bwd_kernel
+    x = x.contiguous()
+    grad_e = grad_e.to(x.dtype).contiguous()
+    grad_g = grad_g.to(x.dtype).contiguous()
+    b, d = x.shape
+    if grad_e.shape != (b,) or grad_g.shape != (b, d):
+        raise ValueError(f"grad_e must have shape ({b},) and grad_g ({b}, {d}), got {tuple(grad_e.shape)} and "
+                         f"{tuple(grad_g.shape)}")
+    buf, dp, hp, nh = pack_mlp_params(weights, biases, x.dtype, slope)
+    if b == 0:
+        return torch.zeros_like(x), [torch.zeros_like(w) for w in weights], [torch.zeros_like(v) for v in biases]
+    gx = torch.empty_like(x)
+    bb, warps = _bwd_config(hp, b, _interpret(), x.dtype == torch.float64)
+    bb = block_b or bb
+    if bb < 16 or bb & (bb - 1):
+        raise ValueError(f"block_b must be a power of two >= 16, got {bb}")
+    n_prog = triton.cdiv(b, bb)
+    part = x.new_empty(n_prog, buf.numel())
+    scr = _bwd_use_scratch(hp, nh, scratch)
+    scr_buf = x.new_empty(n_prog * 3 * nh * bb * hp) if scr else part
+    kernel[(n_prog,)](
+        x, buf, grad_e, grad_g, gx, part, scr_buf, b,
+        D=d, DP=dp, DQ=_bwd_dq(dp), HP=hp, NH=nh, ACT=int(act), BLOCK_B=bb, SCR=scr, num_warps=warps,
+        num_stages=1, **_kernel_meta(x.dtype),
+    )
+    gw, gb = unpack_mlp_grads(part.sum(0), weights, len(biases), dp, hp)
+    return gx, gw, gb
+
+
 # --------------------------------------------------------------------------- torch.library registration
 _OPS = None
 
@@ -323,6 +468,7 @@ def triton_ops() -> SimpleNamespace:
     from torch.library import triton_op, wrap_triton
 
     from . import mlp_energy as m
+    from ._triton.mlp_backward import _mlp_energy_grad_bwd_kernel
     from ._triton.mlp_energy import _mlp_chain_fwd_kernel, _mlp_energy_grad_fwd_kernel
 
     @triton_op("ebmfast::mlp_energy_grad_triton", mutates_args=())
@@ -341,6 +487,14 @@ def triton_ops() -> SimpleNamespace:
                             clamp_min, clamp_max, clip_mode, clip_value, every, record_trajectory, record_energies,
                             check_finite, kernel=wrap_triton(_mlp_chain_fwd_kernel))
 
+    @triton_op("ebmfast::mlp_energy_grad_backward_triton", mutates_args=())
+    def mlp_energy_grad_backward_triton(
+        x: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Tensor], act: int, slope: float,
+        saved: torch.Tensor, grad_e: torch.Tensor, grad_g: torch.Tensor,
+    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        return energy_grad_backward_launch(x, weights, biases, act, slope, saved, grad_e, grad_g,
+                                           kernel=wrap_triton(_mlp_energy_grad_bwd_kernel))
+
     # the backward (analytic double backward or the reference) is the one of ebmfast::mlp_energy_grad
     mlp_energy_grad_triton.register_autograd(m._backward, setup_context=m._setup_context)
     if _interpret():
@@ -348,5 +502,7 @@ def triton_ops() -> SimpleNamespace:
         # interpreter cannot do (it reads data pointers); on GPUs the derived one is used
         mlp_energy_grad_triton.register_fake(m._fake_energy_grad)
         mlp_langevin_chain_triton.register_fake(m._fake_chain)
-    _OPS = SimpleNamespace(energy_grad=mlp_energy_grad_triton, chain=mlp_langevin_chain_triton)
+        mlp_energy_grad_backward_triton.register_fake(m._fake_energy_grad_backward)
+    _OPS = SimpleNamespace(energy_grad=mlp_energy_grad_triton, chain=mlp_langevin_chain_triton,
+                           energy_grad_backward=mlp_energy_grad_backward_triton)
     return _OPS

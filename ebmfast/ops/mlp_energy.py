@@ -212,13 +212,110 @@ def _backward(ctx, grad_e, grad_g, _grad_saved):
     return gx, list(gw), list(gb), None, None, None
 
 
+def _has_cuda_backward_kernel() -> bool:
+    """Does the loaded extension register a CUDA kernel for ebmfast::mlp_energy_grad_backward?"""
+    try:
+        return bool(torch._C._dispatch_has_kernel_for_dispatch_key("ebmfast::mlp_energy_grad_backward", "CUDA"))
+    except Exception:  # the op schema itself is not registered (no extension, or an old one)
+        return False
+
+
+def _gpu_backward_backend(x, weights, act, skip_cuda: bool = False) -> str:
+    """"cuda" | "triton" | "ref": which VJP kernel runs for GPU tensors.
+
+    Follows the dispatcher (EBMFAST_BACKEND, else cuda -> triton -> ref), narrowed by what the
+    backward kernels take: "cuda" needs the extension's CUDA mlp_energy_grad_backward kernel and
+    the CUDA MLP limits, "triton" needs triton and `not_supported_reasons` empty. An automatic
+    choice falls back cuda -> triton -> ref; an explicit EBMFAST_BACKEND=cuda/triton that cannot
+    be met falls back to the reference (never raises: the forward already ran on that backend,
+    and the backward has no backend= argument). skip_cuda: the next choice after the CUDA kernel
+    declined the network at launch. The choice is recorded in
+    _dispatch.LAST_CHOICE[("mlp_energy_grad_backward", device type)].
+    """
+    import os
+
+    from . import _triton_mlp_register as treg
+
+    try:
+        chosen = _dispatch.choose("mlp_energy_grad_backward", x.device, x.dtype)
+    except (RuntimeError, ValueError):  # an explicit backend that cannot run here: the forward raised already
+        chosen = "ref"
+    explicit = bool(os.environ.get(_dispatch.ENV_VAR))
+    order = {"cuda": ["cuda"] if explicit else ["cuda", "triton"], "triton": ["triton"]}.get(chosen, [])
+    pick = "ref"
+    for cand in order:
+        if cand == "cuda" and skip_cuda:
+            continue
+        if cand == "cuda":
+            ok = _has_cuda_backward_kernel() and not treg.cuda_backward_not_supported_reasons(x, weights, act)
+        else:
+            ok = not _dispatch.not_supported_reasons("triton", x.device, x.dtype) and \
+                not treg.not_supported_reasons(x, weights, act)
+        if ok:
+            pick = cand
+            break
+    _dispatch.LAST_CHOICE[("mlp_energy_grad_backward", x.device.type)] = pick
+    return pick
+
+
 def _backward_impl(x, weights, biases, act, slope, saved, grad_e, grad_g):
-    """The fused VJP on x's device (the backend of the forward)."""
+    """The fused VJP on x's device: the C++ kernel on the CPU; on GPUs the CUDA kernel, else the
+    Triton kernel (ebmfast/ops/_triton/mlp_backward.py), else the reference (_gpu_backward_backend)."""
     if x.device.type == "cpu" and _ext.available():
         return torch.ops.ebmfast.mlp_energy_grad_backward(x, list(weights), list(biases), act, slope, saved, grad_e,
                                                           grad_g)
-    # GPU worker: `chosen == "cuda"` / `"triton"` backward kernels go here.
+    if x.device.type == "cuda":
+        which = _gpu_backward_backend(x, weights, act)
+        if which == "cuda":
+            out = _cuda_backward_or_none(x, weights, biases, act, slope, saved, grad_e, grad_g)
+            if out is not None:
+                return out
+            which = _gpu_backward_backend(x, weights, act, skip_cuda=True)
+        if which == "triton":
+            out = _triton_backward_or_none(x, weights, biases, act, slope, saved, grad_e, grad_g)
+            if out is not None:
+                return out
     return mlp_energy_grad_backward_ref(x, weights, biases, act, slope, grad_e, grad_g)
+
+
+def _cuda_backward_or_none(x, weights, biases, act, slope, saved, grad_e, grad_g):
+    """The CUDA VJP (csrc/cuda/mlp_backward.cpp), or None when the network does not fit its
+    shared-memory layout (its own launch-time check; other errors propagate)."""
+    try:
+        return torch.ops.ebmfast.mlp_energy_grad_backward(x, list(weights), list(biases), act, slope, saved, grad_e,
+                                                          grad_g)
+    except RuntimeError as exc:
+        if "does not fit in shared memory" not in str(exc):
+            raise
+        warnings.warn(f"ebmfast: {exc}; falling back", RuntimeWarning, stacklevel=3)
+        return None
+
+
+# (device, dtype, D, widths, act) of networks whose Triton backward kernel did not fit the GPU
+_TRITON_BWD_TOO_BIG: set = set()
+
+
+def _triton_backward_or_none(x, weights, biases, act, slope, saved, grad_e, grad_g):
+    """The Triton VJP, or None when its kernel needs more shared memory than this GPU has.
+
+    AOT-compiled for sm_90 the float64 kernel at width 128 needs ~152 KB of shared memory per
+    block: it fits an A100 (163 KB) or H100 (227 KB) but not consumer GPUs (~99 KB), and only
+    the launch can tell. Such networks are remembered and go to the reference from then on."""
+    from triton.runtime.errors import OutOfResources
+
+    from ._triton_mlp_register import triton_ops
+
+    key = (str(x.device), x.dtype, int(x.shape[1]), tuple(int(w.shape[0]) for w in weights), int(act))
+    if key in _TRITON_BWD_TOO_BIG:
+        return None
+    try:
+        return triton_ops().energy_grad_backward(x, list(weights), list(biases), act, slope, saved, grad_e, grad_g)
+    except OutOfResources as exc:
+        _TRITON_BWD_TOO_BIG.add(key)
+        _dispatch.LAST_CHOICE[("mlp_energy_grad_backward", x.device.type)] = "ref"
+        warnings.warn(f"ebmfast: the triton mlp_energy_grad_backward kernel does not fit this GPU ({exc}); "
+                      "using the PyTorch reference for this network", RuntimeWarning, stacklevel=3)
+        return None
 
 
 _REGISTERED = False

@@ -1,11 +1,11 @@
-// CPU emulation of the CUDA subset that csrc/cuda/mlp_energy_kernel.cu uses, so its kernels run
-// (slowly, one OS thread per CUDA thread) in tests on machines without a GPU. Put this
-// directory first on the include path; it stands in for <cuda_runtime.h>.
+// CPU emulation of the CUDA subset that csrc/cuda/mlp_energy_kernel.cu and mlp_backward_kernel.cu
+// use, so their kernels run (slowly, one OS thread per CUDA thread) in tests on machines without a
+// GPU. Put this directory first on the include path; it stands in for <cuda_runtime.h>.
 //
 // Emulated: threadIdx/blockIdx, __syncthreads (block barrier), __syncwarp / __shfl_xor_sync /
 // __all_sync (warp barriers: every lane must arrive, as on the GPU), atomicMin, dynamic shared
 // memory (poisoned with NaN bytes before each block), the 48 KB default limit and
-// cudaFuncSetAttribute, and device attributes (shared memory per block, SM count) chosen by
+// cudaFuncSetAttribute, and device attributes (shared memory per block and per SM, SM count) chosen by
 // the test so both the resident and the staged weight paths run. Not emulated: races between
 // warps (blocks and warps run as real threads, so a missing barrier shows up only by chance).
 #pragma once
@@ -33,7 +33,11 @@ typedef int cudaError_t;
 constexpr cudaError_t cudaSuccess = 0;
 constexpr cudaError_t cudaErrorInvalidValue = 1;
 typedef void* cudaStream_t;
-enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16, cudaDevAttrMaxSharedMemoryPerBlockOptin = 97 };
+enum cudaDeviceAttr {
+  cudaDevAttrMultiProcessorCount = 16,
+  cudaDevAttrMaxSharedMemoryPerMultiprocessor = 81,
+  cudaDevAttrMaxSharedMemoryPerBlockOptin = 97
+};
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
 
 namespace emu {
@@ -43,6 +47,7 @@ struct Dim3 {
 constexpr size_t kSmemCapacity = 256 * 1024;
 inline int smem_optin = 232448;  // H100; tests lower it to force the staged path
 inline int sm_count = 132;
+inline int smem_per_sm = 233472;  // H100 (per SM, all blocks together)
 inline cudaError_t last_error = cudaSuccess;
 inline std::map<const void*, int> func_smem;
 inline std::mutex atomic_mu;
@@ -99,7 +104,11 @@ inline cudaError_t cudaGetDevice(int* d) {
   return cudaSuccess;
 }
 inline cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int) {
-  *v = a == cudaDevAttrMaxSharedMemoryPerBlockOptin ? emu::smem_optin : emu::sm_count;
+  switch (a) {
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin: *v = emu::smem_optin; break;
+    case cudaDevAttrMaxSharedMemoryPerMultiprocessor: *v = emu::smem_per_sm; break;
+    default: *v = emu::sm_count; break;
+  }
   return cudaSuccess;
 }
 template <typename K>

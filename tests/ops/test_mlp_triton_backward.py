@@ -1,0 +1,328 @@
+"""Triton kernel of the analytic double backward of the fused MLP energy
+(ebmfast/ops/_triton/mlp_backward.py), run by the CPU interpreter (TRITON_INTERPRET=1, set in
+tests/conftest.py) against mlp_energy_grad_backward_ref (autograd through the layer-by-layer
+reference, float64).
+
+The interpreter pays per program, so grids are small: one program of up to 256 particles, or a
+forced BLOCK_B=16 where program boundaries and the partial-sum reduction are the point (B is
+never a multiple of the tile). Covered: every activation code, input dims 1 / 2 / 10 / 19, widths
+1 / 3 / 64 / 127 / 128 and mixed, 1..6 hidden layers, biases or none, grad_e zero / nonzero and
+grad_g zero, kept tiles in registers or in the scratch buffer, float32 against the float64
+reference (tests/ebmfast_testing.py TOLERANCES), the registered triton_op (schema, fake
+kernel), the gradient-norm penalty and a gradient penalty through mlp_energy_grad routed through
+this kernel against autograd double backward, and which backward the GPU dispatch picks.
+The GPU code generation is checked by an ahead-of-time compile for sm_90 (no GPU needed).
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ebmfast.energies import MLPEnergy
+from ebmfast.ops import _dispatch, grad_norm_penalty
+from ebmfast.ops import mlp_energy as mlp_mod
+from ebmfast.ops.grad_norm_penalty import penalty_from_grad
+from ebmfast.ops.mlp_activations import CODE_NAMES
+from ebmfast.ops.mlp_energy import mlp_energy_grad_backward_ref
+from ebmfast_testing import TOLERANCES
+
+pytestmark = [
+    pytest.mark.triton,
+    pytest.mark.skipif(not (_dispatch.triton_status()[0] and _dispatch.triton_interpret()),
+                       reason="needs triton with TRITON_INTERPRET=1 (tests/conftest.py sets it before triton "
+                              "is imported)"),
+]
+
+SLOPE = 0.07
+
+
+def _launch(*args, **kw):
+    from ebmfast.ops._triton_mlp_register import energy_grad_backward_launch
+
+    return energy_grad_backward_launch(*args, **kw)
+
+
+def _net(d, hidden, dtype=torch.float64, bias=True, scale=1.5, seed=0):
+    """Random weights [w_1, D], ..., [1, w_H] (larger than default init: every activation regime)."""
+    g = torch.Generator().manual_seed(seed)
+    dims = (d,) + tuple(hidden) + (1,)
+    ws = [scale * torch.randn(dims[i + 1], dims[i], generator=g, dtype=dtype) / dims[i] ** 0.5
+          for i in range(len(dims) - 1)]
+    bs = [0.5 * torch.randn(dims[i + 1], generator=g, dtype=dtype) for i in range(len(dims) - 1)] if bias else []
+    return ws, bs
+
+
+def _inputs(b, d, zero_ge=False, zero_gg=False, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    x = 1.5 * torch.randn(b, d, generator=g, dtype=torch.float64)
+    ge = torch.zeros(b, dtype=torch.float64) if zero_ge else torch.randn(b, generator=g, dtype=torch.float64)
+    gg = torch.zeros(b, d, dtype=torch.float64) if zero_gg else torch.randn(b, d, generator=g, dtype=torch.float64)
+    return x, ge, gg
+
+
+def _compare(got, want, where, dtype=torch.float64, scale=1.0):
+    """got/want: (grad_x, [grad_W], [grad_b]); returns the largest |error| / (atol + rtol |ref|)."""
+    atol, rtol = TOLERANCES[dtype]
+    gx, gw, gb = got
+    rx, rw, rb = want
+    assert len(gw) == len(rw) and len(gb) == len(rb), f"{where}: {len(gw)}/{len(gb)} vs {len(rw)}/{len(rb)} grads"
+    names = ["x"] + [f"W{i + 1}" for i in range(len(rw))] + [f"b{i + 1}" for i in range(len(rb))]
+    worst = 0.0
+    for name, a, r in zip(names, [gx] + list(gw) + list(gb), [rx] + list(rw) + list(rb)):
+        assert a.shape == r.shape and a.dtype == dtype, f"{where} d/d{name}: {a.shape} {a.dtype} vs {r.shape}"
+        torch.testing.assert_close(a.to(r.dtype), r, atol=atol * scale, rtol=rtol * scale,
+                                   msg=lambda m: f"{where} d/d{name}: {m}")
+        worst = max(worst, float(((a.to(r.dtype) - r).abs() / (atol + rtol * r.abs())).max()))
+    return worst
+
+
+# (D, hidden, B, BLOCK_B or None = one program, biases, grad_e zero): widths 1 / 3 / 64 / 127 / 128,
+# D = 1 / 2 / 10 (DQ = 16: layer 1 zero-extended) and 19 (DP = 32), 1..6 hidden layers
+CASES = [
+    (1, (1,), 37, 16, True, False),
+    (2, (3, 64), 21, None, False, True),
+    (10, (64, 3, 1), 50, 16, True, False),
+    (2, (7, 9, 5, 16, 3, 11), 19, None, True, False),
+    (10, (127,), 33, None, False, False),
+    (19, (128, 20), 17, 16, True, True),
+]
+
+
+@pytest.mark.parametrize("act", sorted(CODE_NAMES))
+def test_every_activation_and_shape_float64(act):
+    for i, (d, hidden, b, bb, bias, zero_ge) in enumerate(CASES):
+        ws, bs = _net(d, hidden, bias=bias, seed=act * 10 + i)
+        x, ge, gg = _inputs(b, d, zero_ge=zero_ge, seed=i)
+        got = _launch(x, ws, bs, act, SLOPE, x.new_empty(0), ge, gg, block_b=bb)
+        want = mlp_energy_grad_backward_ref(x, ws, bs, act, SLOPE, ge, gg)
+        _compare(got, want, f"{CODE_NAMES[act]} D={d} hidden={hidden} B={b}")
+
+
+@pytest.mark.parametrize("scratch", [False, True], ids=["registers", "scratch"])
+def test_energy_cotangent_only_and_scratch(scratch):
+    """grad_g = 0 is the first-order backward (d(sum gE E)/d params); the kept tiles in scratch give
+    the same result as in registers."""
+    ws, bs = _net(3, (20, 33, 16))
+    for zero_ge, zero_gg in ((False, True), (True, False), (True, True)):
+        x, ge, gg = _inputs(45, 3, zero_ge=zero_ge, zero_gg=zero_gg)
+        got = _launch(x, ws, bs, 2, SLOPE, x.new_empty(0), ge, gg, block_b=16, scratch=scratch)
+        want = mlp_energy_grad_backward_ref(x, ws, bs, 2, SLOPE, ge, gg)
+        _compare(got, want, f"silu grad_e zero={zero_ge} grad_g zero={zero_gg} scratch={scratch}")
+        if zero_ge and zero_gg:
+            assert all(float(t.abs().max()) == 0.0 for t in [got[0]] + got[1] + got[2])
+
+
+@pytest.mark.parametrize("act", sorted(CODE_NAMES))
+def test_float32_against_the_float64_reference(act):
+    for d, hidden, b, bb in ((2, (64, 64), 40, 16), (10, (7, 9, 5, 16, 3, 11), 23, None), (1, (128,), 9, None)):
+        ws, bs = _net(d, hidden, bias=act != 1, seed=act)
+        x, ge, gg = _inputs(b, d)
+        want = mlp_energy_grad_backward_ref(x, ws, bs, act, SLOPE, ge, gg)
+        f = lambda t: t.float()  # noqa: E731
+        got = _launch(f(x), list(map(f, ws)), list(map(f, bs)), act, SLOPE, x.new_empty(0, dtype=torch.float32),
+                      f(ge), f(gg), block_b=bb)
+        _compare(got, want, f"float32 {CODE_NAMES[act]} D={d} hidden={hidden}", dtype=torch.float32)
+
+
+def test_empty_batch_and_bad_block():
+    ws, bs = _net(2, (5,))
+    x, ge, gg = _inputs(0, 2)
+    gx, gw, gb = _launch(x, ws, bs, 2, SLOPE, x.new_empty(0), ge, gg)
+    assert gx.shape == (0, 2) and [t.shape for t in gw] == [w.shape for w in ws] and len(gb) == 2
+    assert all(float(t.abs().sum()) == 0.0 for t in gw + gb)
+    x, ge, gg = _inputs(3, 2)
+    with pytest.raises(ValueError, match="block_b"):
+        _launch(x, ws, bs, 2, SLOPE, x.new_empty(0), ge, gg, block_b=8)
+    with pytest.raises(ValueError, match="grad_e"):
+        _launch(x, ws, bs, 2, SLOPE, x.new_empty(0), ge[:2], gg)
+
+
+def test_registered_triton_op_and_opcheck():
+    from ebmfast.ops._triton_mlp_register import triton_ops
+
+    ws, bs = _net(2, (16, 5))
+    x, ge, gg = _inputs(11, 2)
+    op = triton_ops().energy_grad_backward
+    got = op(x, ws, bs, 5, SLOPE, x.new_empty(0), ge, gg)
+    _compare(got, mlp_energy_grad_backward_ref(x, ws, bs, 5, SLOPE, ge, gg), "triton_op tanh")
+    torch.library.opcheck(op, (x, ws, bs, 5, SLOPE, x.new_empty(0), ge, gg),
+                          test_utils=("test_schema", "test_faketensor"))
+    torch.library.opcheck(op, (x, ws, [], 5, SLOPE, x.new_empty(0), ge, gg),
+                          test_utils=("test_schema", "test_faketensor"))
+
+
+@pytest.fixture
+def triton_backward(monkeypatch):
+    """Routes ebmfast's fused VJP (mlp_energy._backward_impl, which picks the C++ kernel for CPU
+    tensors) through the Triton op, and counts the calls."""
+    from ebmfast.ops._triton_mlp_register import triton_ops
+
+    calls = []
+
+    def impl(x, weights, biases, act, slope, saved, grad_e, grad_g):
+        calls.append(x.shape)
+        return triton_ops().energy_grad_backward(x, list(weights), list(biases), act, slope, saved, grad_e, grad_g)
+
+    monkeypatch.setattr(mlp_mod, "_backward_impl", impl)
+    return calls
+
+
+@pytest.mark.parametrize("act,lipschitz,reduction", [("silu", 1.0, "mean"), ("gelu", None, "sum"),
+                                                     ("elu", 0.5, "none")])
+def test_grad_norm_penalty_through_the_triton_backward(triton_backward, act, lipschitz, reduction):
+    """The fused penalty node (forward C++ kernel, backward this kernel) against autograd double
+    backward of the plain module, gradients w.r.t. x and every parameter, with an energy term
+    (nonzero grad_e) in the loss."""
+    mod = MLPEnergy(2, (64, 3), activation=act).double()
+    with torch.no_grad():
+        for p in mod.parameters():
+            p.mul_(1.5)
+    params = list(mod.parameters())
+    x = torch.randn(29, 2, dtype=torch.float64)
+    w = torch.randn(29, dtype=torch.float64) if reduction == "none" else torch.tensor(1.0, dtype=torch.float64)
+    xr = x.clone().requires_grad_(True)
+    pen, e = grad_norm_penalty(mod, xr, lipschitz=lipschitz, reduction=reduction, return_energy=True)
+    got = torch.autograd.grad((pen * w).sum() + 0.3 * e.mean(), [xr] + params)
+    assert len(triton_backward) == 1, "the penalty's backward did not run the triton kernel"
+    x2 = x.clone().requires_grad_(True)
+    e2 = mod(x2)
+    (g2,) = torch.autograd.grad(e2.sum(), x2, create_graph=True)
+    want = torch.autograd.grad((penalty_from_grad(g2, lipschitz, reduction) * w).sum() + 0.3 * e2.mean(),
+                               [x2] + params)
+    for name, a, b in zip(["x"] + [n for n, _ in mod.named_parameters()], got, want):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-9, msg=lambda m: f"{act} d/d{name}: {m}")
+
+
+def test_gradient_penalty_through_triton_forward_and_backward(triton_backward):
+    """mlp_energy_grad(backend="triton") (the triton forward op, whose autograd is the fused VJP)
+    with a WGAN-GP style loss; float32 parameters against float64 autograd."""
+    mod = MLPEnergy(10, (32, 32), activation="softplus").double()
+    x = torch.randn(37, 10, dtype=torch.float64)
+    for dtype in (torch.float64, torch.float32):
+        m = MLPEnergy(10, (32, 32), activation="softplus").to(dtype)
+        m.load_state_dict(mod.state_dict())
+        xr = x.to(dtype).requires_grad_(True)
+        e, g = m.energy_and_grad(xr, backend="triton")
+        loss = ((g.norm(dim=1) - 1.0) ** 2).mean() + 0.3 * e.mean()
+        got = torch.autograd.grad(loss, [xr] + list(m.parameters()))
+        x2 = x.clone().requires_grad_(True)
+        e2 = mod(x2)
+        (g2,) = torch.autograd.grad(e2.sum(), x2, create_graph=True)
+        want = torch.autograd.grad(((g2.norm(dim=1) - 1.0) ** 2).mean() + 0.3 * e2.mean(),
+                                   [x2] + list(mod.parameters()))
+        atol, rtol = TOLERANCES[dtype]
+        for name, a, b in zip(["x"] + [n for n, _ in mod.named_parameters()], got, want):
+            torch.testing.assert_close(a.double(), b, atol=atol * 10, rtol=rtol * 10,
+                                       msg=lambda m: f"{dtype} d/d{name}: {m}")
+    assert len(triton_backward) == 2
+
+
+def test_gpu_backward_dispatch(monkeypatch):
+    """_backward_impl's choice for GPU tensors (decision logic only; no GPU here): CUDA kernel when
+    the extension registers one, else Triton, else the reference; EBMFAST_BACKEND is honoured."""
+    from ebmfast.ops import _triton_mlp_register as treg
+
+    ws, _ = _net(2, (16,))
+    x = torch.randn(3, 2, dtype=torch.float64)
+    state = {"cuda_kernel": True, "cuda_ok": True}
+    monkeypatch.setattr(mlp_mod, "_has_cuda_backward_kernel", lambda: state["cuda_kernel"])
+    monkeypatch.setattr(treg, "cuda_backward_not_supported_reasons", lambda *a: [] if state["cuda_ok"] else ["no"])
+    real_choose = _dispatch.choose
+
+    def choose(op, device, dtype, backend="auto"):  # what the dispatcher says for CUDA tensors
+        env = os.environ.get(_dispatch.ENV_VAR)
+        return env if env else "cuda"
+
+    monkeypatch.setattr(_dispatch, "choose", choose)
+    monkeypatch.delenv(_dispatch.ENV_VAR, raising=False)
+    pick = lambda w=ws: mlp_mod._gpu_backward_backend(x, w, 2)  # noqa: E731
+    assert pick() == "cuda"
+    # the CUDA kernel declined the network at launch (shared memory): triton next
+    assert mlp_mod._gpu_backward_backend(x, ws, 2, skip_cuda=True) == "triton"
+    state["cuda_kernel"] = False  # an extension without the CUDA backward kernel
+    assert pick() == "triton"
+    assert _dispatch.LAST_CHOICE[("mlp_energy_grad_backward", "cpu")] == "triton"
+    state["cuda_kernel"], state["cuda_ok"] = True, False  # a network the CUDA kernels cannot take
+    assert pick() == "triton"
+    assert pick(_net(2, (16,) * 7)[0]) == "ref"  # 7 hidden layers: no kernel takes it
+    monkeypatch.setenv(_dispatch.ENV_VAR, "cuda")  # explicit cuda: never silently triton
+    assert pick() == "ref"
+    state["cuda_ok"] = True
+    assert pick() == "cuda"
+    assert mlp_mod._gpu_backward_backend(x, ws, 2, skip_cuda=True) == "ref"  # explicit cuda: not triton
+    monkeypatch.setenv(_dispatch.ENV_VAR, "triton")
+    assert pick() == "triton"
+    monkeypatch.setenv(_dispatch.ENV_VAR, "ref")
+    assert pick() == "ref"
+    monkeypatch.setattr(_dispatch, "choose", real_choose)
+    monkeypatch.delenv(_dispatch.ENV_VAR, raising=False)
+    # a kernel that does not fit the GPU's shared memory: reference (None), remembered, one warning
+    from types import SimpleNamespace
+
+    from triton.runtime.errors import OutOfResources
+
+    tries = []
+
+    def too_big(*a):
+        tries.append(1)
+        raise OutOfResources(215040, 166912, "shared memory")
+
+    monkeypatch.setattr(treg, "triton_ops", lambda: SimpleNamespace(energy_grad_backward=too_big))
+    monkeypatch.setattr(mlp_mod, "_TRITON_BWD_TOO_BIG", set())
+    xx, ge, gg = _inputs(5, 2)
+    args = (xx, ws, [], 2, SLOPE, xx.new_empty(0), ge, gg)
+    with pytest.warns(RuntimeWarning, match="does not fit"):
+        assert mlp_mod._triton_backward_or_none(*args) is None
+    assert mlp_mod._triton_backward_or_none(*args) is None and len(tries) == 1
+    # CPU tensors keep the C++ kernel: _backward_impl never consults the GPU choice for them
+    monkeypatch.setattr(mlp_mod, "_gpu_backward_backend", lambda *a: pytest.fail("GPU choice for CPU tensors"))
+    ws, bs = _net(2, (16,))
+    xx, ge, gg = _inputs(5, 2)
+    got = mlp_mod._backward_impl(xx, ws, bs, 2, SLOPE, xx.new_empty(0), ge, gg)
+    _compare(got, mlp_energy_grad_backward_ref(xx, ws, bs, 2, SLOPE, ge, gg), "cpu path")
+
+
+def _has_nvidia_backend() -> bool:
+    try:
+        import triton
+    except Exception:
+        return False
+    return (Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas").exists()
+
+
+_AOT = r"""
+import json, sys
+import torch, triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from ebmfast.ops import _triton_mlp_register as reg
+from ebmfast.ops._triton.mlp_backward import _mlp_energy_grad_bwd_kernel as K
+cc, dt, d, width, nh = 90, sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+acc = torch.float64 if dt == "fp64" else torch.float32
+hp, dp = max(16, reg._pow2(width)), reg._pow2(d)
+bb, warps = reg._bwd_config(hp, 10_000, interpret=False, f64=dt == "fp64")
+consts = dict(D=d, DP=dp, DQ=reg._bwd_dq(dp), HP=hp, NH=nh, ACT=6, BLOCK_B=bb,
+              SCR=reg._bwd_use_scratch(hp, nh, None), **reg._kernel_meta(acc))
+sig = {n: "constexpr" if n in consts else ("i32" if n == "B" else "*" + dt) for n in K.arg_names}
+k = triton.compile(ASTSource(K, sig, consts), target=GPUTarget("cuda", cc, 32),
+                   options=dict(num_warps=warps, num_stages=1))
+print(json.dumps(dict(shared=k.metadata.shared, BLOCK_B=bb, num_warps=warps)))
+"""
+
+
+@pytest.mark.skipif(not _has_nvidia_backend(), reason="triton without its NVIDIA backend / ptxas")
+def test_compiles_for_hopper():
+    """Ahead-of-time compile (Triton frontend + ptxas, sm_90, no GPU) of a small network with the
+    launch configuration the backend uses: the interpreter never compiles, so it cannot catch a
+    kernel that does not build or does not fit the shared memory of a block (227 KB on H100)."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2]) + os.pathsep + env.get("PYTHONPATH", "")
+    res = subprocess.run([sys.executable, "-c", _AOT, "fp32", "2", "32", "2"], capture_output=True, text=True,
+                         env=env, timeout=600)
+    assert res.returncode == 0, res.stderr[-4000:]
+    row = json.loads(res.stdout.strip().splitlines()[-1])
+    assert row["shared"] <= 227 * 1024, row
