@@ -112,3 +112,30 @@ def test_config_errors():
     with pytest.raises(TypeError, match=r"second_order must be a bool"):
         OTEBMConfig(second_order=1).validate()
     assert math.isclose(OTEBMConfig().tau, 20.0) and OTEBMConfig().particle_lr == 1.0
+
+
+def test_toy_reproduction_script_smoke(tmp_path):
+    """examples/ot_ebm/run_toys.py --quick (60 iterations, 1 seed, both data sets and methods)
+    runs end to end and writes per-run JSON, the summary and the weight plots."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / "quick"
+    subprocess.run([sys.executable, str(root / "examples/ot_ebm/run_toys.py"), "--quick", "--out", str(out),
+                    "--noise", "0.1"], check=True, cwd=root, env=_env_with_repo(root), timeout=600)
+    runs = sorted(p.name for p in out.glob("*_s0.json"))
+    assert runs == ["mle_grid9_s0.json", "mle_swissroll_s0.json", "ot-ebm_grid9_s0.json", "ot-ebm_swissroll_s0.json"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary, "empty summary"
+    assert (out / "summary.md").exists() and list(out.glob("weights_*.png"))
+
+
+def _env_with_repo(root):
+    import os
+
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = str(root) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
