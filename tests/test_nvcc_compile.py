@@ -5,7 +5,9 @@
 This is the check that runs without a GPU: the kernels' build stays independent of torch
 headers (seconds, not minutes), and both Ampere and Hopper code generation succeed with no
 warnings from our sources. Skipped only when nvcc is not installed. The torch launchers
-(csrc/cuda/*.cpp) need a CUDA build of torch and are compiled by setup.py.
+(csrc/cuda/*.cpp) need a CUDA build of torch to link; test_cuda_launchers_typecheck below
+type-checks them against the CPU torch's headers (it found a `double / Tensor` that only a CUDA
+build would have rejected).
 """
 from __future__ import annotations
 
@@ -35,3 +37,42 @@ def test_nvcc_compiles(cu: Path, arch: str, tmp_path: Path):
     assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{out[-4000:]}"
     ours = [line for line in out.splitlines() if "warning" in line and "csrc" in line]
     assert not ours, f"nvcc warnings in {cu.name} for {arch}:\n" + "\n".join(ours[:20])
+
+
+# ---- the torch launchers (csrc/cuda/*.cpp): a syntax and type check without a CUDA torch build
+GXX = shutil.which("g++")
+CPP_FILES = sorted((ROOT / "csrc" / "cuda").glob("*.cpp"))
+
+
+def _cuda_include_dir():
+    """The toolkit's include dir: $CUDA_HOME, else asked from nvcc (which may be a wrapper script)."""
+    import os
+
+    if NVCC is None:
+        return None
+    homes = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH")]
+    res = subprocess.run([NVCC, "--dryrun", "-c", "x.cu"], capture_output=True, text=True, timeout=60)
+    homes += [ln.split("=", 1)[1].strip() for ln in (res.stdout + res.stderr).splitlines() if "TOP=" in ln]
+    homes.append(str(Path(NVCC).resolve().parents[1]))
+    for h in filter(None, homes):
+        inc = Path(h) / "include"
+        if (inc / "cuda_runtime.h").exists():
+            return inc
+    return None
+
+
+@pytest.mark.skipif(GXX is None or _cuda_include_dir() is None, reason="needs g++ and the CUDA toolkit headers")
+@pytest.mark.parametrize("cpp", CPP_FILES, ids=lambda p: p.name)
+def test_cuda_launchers_typecheck(cpp: Path):
+    """g++ -fsyntax-only on each launcher against the CPU torch's headers (which include the
+    ATen CUDA headers) and the toolkit's: catches errors in the code that only a CUDA build
+    compiles. tests/cuda_stubs/ stands in for the cuBLAS/cuSOLVER/cuSPARSE handle types (their
+    headers are not in the base toolkit) and c10's generated CUDA cmake macros."""
+    from torch.utils.cpp_extension import include_paths
+
+    cmd = [GXX, "-std=c++20", "-fsyntax-only", "-I", str(ROOT / "tests" / "cuda_stubs")]
+    cmd += [f"-I{p}" for p in include_paths()]
+    cmd += ["-I", str(_cuda_include_dir()), "-I", str(ROOT / "csrc" / "include"), "-I", str(ROOT / "csrc" / "cuda"),
+            str(cpp)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, f"{cpp.name} does not type-check:\n{res.stderr[-4000:]}"

@@ -3,6 +3,7 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/ops/empty_like.h>
+#include <ATen/ops/full_like.h>
 #include <ATen/ops/linalg_vector_norm.h>
 #include <ATen/ops/zeros_like.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -43,7 +44,7 @@ void run(const at::Tensor& x, const at::Tensor& grad, const c10::optional<at::Te
     row_size = n / x.size(0);
     const auto acc = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
     at::Tensor norms = at::linalg_vector_norm(grad.reshape({x.size(0), -1}), 2, {1}, false, acc);
-    scale = clip_value / norms.clamp_min(clip_value);
+    scale = at::full_like(norms, clip_value).div_(norms.clamp_min(clip_value));  // c / max(norm, c)
   }
   LangevinParamsD p{step_size, noise_scale, lo.value_or(0.0), hi.value_or(0.0), clip_value,
                     lo.has_value(), hi.has_value(), clip_mode, static_cast<uint64_t>(seed),

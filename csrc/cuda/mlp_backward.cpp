@@ -22,6 +22,7 @@
 
 #include "ebmfast/mlp_activation.h"  // kNumMLPActs
 #include "mlp_backward_kernel.cuh"
+#include "mlp_pack.h"
 
 namespace ebmfast {
 namespace {
@@ -89,28 +90,6 @@ MLPNetDesc check_and_describe_bwd(const at::Tensor& x, at::TensorList weights, a
   return net;
 }
 
-// [W_1: HP x D][W_2..W_NH: (NH-1) x HP x HP][b: NH x HP][w_out: HP][b_out, slope, 0...: HP], zero
-// padded: the layout of mlp_energy_kernel.cuh (the same as mlp_energy.cpp's pack()).
-at::Tensor pack_bwd(const at::Tensor& x, at::TensorList weights, at::TensorList biases, double slope,
-                    const MLPNetDesc& net) {
-  const int64_t HP = net.HP, D = net.D, NH = net.NH;
-  at::Tensor buf = at::zeros({HP * D + (NH - 1) * HP * HP + NH * HP + 2 * HP}, x.options());
-  int64_t o = 0;
-  buf.narrow(0, o, HP * D).view({HP, D}).narrow(0, 0, weights[0].size(0)).copy_(weights[0]);
-  o += HP * D;
-  for (int64_t l = 1; l < NH; ++l) {
-    buf.narrow(0, o, HP * HP).view({HP, HP}).narrow(0, 0, weights[l].size(0)).narrow(1, 0, weights[l].size(1))
-        .copy_(weights[l]);
-    o += HP * HP;
-  }
-  if (!biases.empty())
-    for (int64_t l = 0; l < NH; ++l) buf.narrow(0, o + l * HP, biases[l].size(0)).copy_(biases[l]);
-  o += NH * HP;
-  buf.narrow(0, o, weights[NH].size(1)).copy_(weights[NH].reshape({-1}));
-  if (!biases.empty()) buf.narrow(0, o + HP, 1).copy_(biases[NH].reshape({1}));
-  buf.narrow(0, o + HP + 1, 1).fill_(slope);
-  return buf;
-}
 
 void check_bwd_launch(int err) {
   TORCH_CHECK(err != kMLPErrSmem, kBwdOp,
@@ -151,7 +130,7 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>> mlp_ene
   at::Tensor gx = at::empty_like(x);
   at::Tensor acc;
   if (B > 0) {
-    const at::Tensor params = pack_bwd(x, weights, biases, slope, net);
+    const at::Tensor params = pack_mlp_params_cuda(x, weights, biases, slope, net);
     // every entry is written by the kernel (each block zeroes its own row first)
     at::Tensor partial = at::empty({plan.n_blocks, plan.width}, x.options());
     // the tile state (a_l, g_l) when it does not fit in shared memory next to the weights

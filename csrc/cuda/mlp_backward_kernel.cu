@@ -40,6 +40,7 @@
 
 #include "ebmfast/mlp_activation.h"
 #include "mlp_backward_kernel.cuh"
+#include "mlp_smem_net.cuh"
 
 // `kernel<<<grid, block, smem, stream>>>` behind a macro so that
 // tests/ops/test_mlp_cuda_backward_emulated.py can compile this file with g++ and run the kernel
@@ -74,7 +75,7 @@ struct BLayout {
   int64_t w1, wh, bias, wout, xs, vs, ge, a, g, work, total;
 };
 
-__host__ __device__ inline int64_t bwd_ld_first(int64_t D) { return D % 2 == 0 ? D + 1 : D; }
+using mlp_smem::ld_first;
 
 __host__ __device__ inline BLayout make_bwd_layout(int64_t D, int64_t NH, int64_t HP, int64_t RB, bool resident,
                                                    bool state_smem) {
@@ -82,7 +83,7 @@ __host__ __device__ inline BLayout make_bwd_layout(int64_t D, int64_t NH, int64_
   const int64_t ldh = HP + 1, bb = kBWarps * RB;
   int64_t o = 0;
   L.w1 = o;
-  o += HP * bwd_ld_first(D);
+  o += HP * ld_first(D);
   L.wh = o;
   o += (NH > 1 ? (resident ? NH - 1 : 1) : 0) * HP * ldh;
   L.bias = o;
@@ -105,77 +106,8 @@ __host__ __device__ inline BLayout make_bwd_layout(int64_t D, int64_t NH, int64_
   return L;
 }
 
-template <typename T>
-struct BNet {
-  const T* W1;    // [HP][ld1]
-  int64_t ld1;
-  T* Wh;          // resident: [NH-1][HP][HP+1]; staged: one [HP][HP+1] buffer
-  const T* gWh;   // global [NH-1][HP][HP]
-  const T* bias;  // [NH][HP]
-  const T* wout;  // [HP]
-  T slope;
-};
+using mlp_smem::SmemNet;
 
-// sigma(a), sigma'(a) and, when D2, sigma''(a); `act` is uniform across the block.
-template <bool D2, typename T>
-__device__ __forceinline__ void bwd_act(int64_t act, T a, T slope, T& h, T& d1, T& d2) {
-  T* p2 = D2 ? &d2 : nullptr;
-  switch (act) {
-    case kActRelu: mlp_act<kActRelu, D2, T>(a, slope, &h, &d1, p2); break;
-    case kActLeakyRelu: mlp_act<kActLeakyRelu, D2, T>(a, slope, &h, &d1, p2); break;
-    case kActSilu: mlp_act<kActSilu, D2, T>(a, slope, &h, &d1, p2); break;
-    case kActSoftplus: mlp_act<kActSoftplus, D2, T>(a, slope, &h, &d1, p2); break;
-    case kActElu: mlp_act<kActElu, D2, T>(a, slope, &h, &d1, p2); break;
-    case kActTanh: mlp_act<kActTanh, D2, T>(a, slope, &h, &d1, p2); break;
-    default: mlp_act<kActGelu, D2, T>(a, slope, &h, &d1, p2); break;
-  }
-}
-
-// Copies the packed parameters into shared memory (all hidden matrices when resident).
-template <typename T, int HP>
-__device__ BNet<T> load_bwd_net(T* smem, const BLayout& L, const T* __restrict__ params, const BDesc& kd) {
-  constexpr int LDH = HP + 1;
-  const int64_t D = kd.D, NH = kd.NH, ld1 = bwd_ld_first(D);
-  const T* gW1 = params;
-  const T* gWh = params + HP * D;
-  const T* gb = gWh + (NH - 1) * HP * HP;
-  const T* gwo = gb + NH * HP;
-  for (int64_t i = threadIdx.x; i < HP * D; i += kBThreads) smem[L.w1 + (i / D) * ld1 + i % D] = gW1[i];
-  if (kd.resident) {
-    for (int64_t i = threadIdx.x; i < (NH - 1) * HP * HP; i += kBThreads) {
-      const int64_t l = i / (HP * HP), r = (i / HP) % HP, c = i % HP;
-      smem[L.wh + l * HP * LDH + r * LDH + c] = gWh[i];
-    }
-  }
-  for (int64_t i = threadIdx.x; i < NH * HP; i += kBThreads) smem[L.bias + i] = gb[i];
-  for (int64_t i = threadIdx.x; i < HP; i += kBThreads) smem[L.wout + i] = gwo[i];
-  BNet<T> net;
-  net.W1 = smem + L.w1;
-  net.ld1 = ld1;
-  net.Wh = smem + L.wh;
-  net.gWh = gWh;
-  net.bias = smem + L.bias;
-  net.wout = smem + L.wout;
-  net.slope = gwo[HP + 1];
-  return net;
-}
-
-// Hidden matrix of layer L (0-based, L >= 1) in shared memory; staged mode reloads the one
-// buffer. Every thread of the block calls this at the same point (all control flow here is
-// block-uniform), so the __syncthreads are safe.
-template <typename T, int HP>
-__device__ __forceinline__ const T* bwd_layer_weights(const BNet<T>& net, bool resident, int& staged, int L) {
-  constexpr int LDH = HP + 1;
-  if (resident) return net.Wh + static_cast<int64_t>(L - 1) * HP * LDH;
-  if (staged != L) {
-    __syncthreads();  // every warp is done with the previous matrix
-    const T* src = net.gWh + static_cast<int64_t>(L - 1) * HP * HP;
-    for (int i = threadIdx.x; i < HP * HP; i += kBThreads) net.Wh[(i / HP) * LDH + (i % HP)] = src[i];
-    __syncthreads();
-    staged = L;
-  }
-  return net.Wh;
-}
 
 // One warp, its RB rows: out[r][j] = bias[j] + sum_{i<K} in[r*ldin + i] W[j*ldw + i] for the
 // lane's units j = lane + 32c (out: ld HP; bias may be nullptr).
@@ -292,7 +224,7 @@ __global__ void __launch_bounds__(kBThreads) mlp_backward_kernel(const T* __rest
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* smem = reinterpret_cast<T*>(smem_raw);
   const BLayout L = make_bwd_layout(kd.D, kd.NH, HP, RB, kd.resident, kd.state_smem);
-  const BNet<T> net = load_bwd_net<T, HP>(smem, L, params, kd);
+  const SmemNet<T> net = mlp_smem::load_net<T, HP, kBThreads>(smem, L, params, kd);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int64_t B = kd.B;
   const int D = static_cast<int>(kd.D), NH = static_cast<int>(kd.NH), wr = warp * RB;
@@ -348,7 +280,7 @@ __global__ void __launch_bounds__(kBThreads) mlp_backward_kernel(const T* __rest
         if (l == 0) {
           rows_times_wt<T, HP, RB>(X + wr * D, D, D, net.W1, net.ld1, net.bias, al);
         } else {
-          const T* W = bwd_layer_weights<T, HP>(net, kd.resident, staged, l);
+          const T* W = mlp_smem::layer_weights<T, HP, kBThreads>(net, kd.resident, staged, l);
           rows_times_wt<T, HP, RB>(hb, HP, HP, W, LDH, net.bias + l * HP, al);
         }
         if (l + 1 < NH) {
@@ -357,7 +289,7 @@ __global__ void __launch_bounds__(kBThreads) mlp_backward_kernel(const T* __rest
           for (int q = 0; q < RB * CB; ++q) {
             const int r = q / CB, j = lane + 32 * (q % CB);
             T h, d1, d2;
-            bwd_act<false, T>(kd.act, al[r * HP + j], slope, h, d1, d2);
+            mlp_smem::act_eval<false, T>(kd.act, al[r * HP + j], slope, h, d1, &d2);
             hb[r * HP + j] = h;
           }
           __syncwarp();
@@ -380,11 +312,11 @@ __global__ void __launch_bounds__(kBThreads) mlp_backward_kernel(const T* __rest
         for (int q = 0; q < RB * CB; ++q) {
           const int r = q / CB, j = lane + 32 * (q % CB);
           T h, d1, d2;
-          bwd_act<false, T>(kd.act, al[r * HP + j], slope, h, d1, d2);
+          mlp_smem::act_eval<false, T>(kd.act, al[r * HP + j], slope, h, d1, &d2);
           hb[r * HP + j] = gl[r * HP + j] * d1;
         }
         __syncwarp();
-        const T* W = bwd_layer_weights<T, HP>(net, kd.resident, staged, l);
+        const T* W = mlp_smem::layer_weights<T, HP, kBThreads>(net, kd.resident, staged, l);
         rows_times_w<T, HP, RB>(hb, W, G + (l - 1) * TILE + wr * HP);
         __syncwarp();  // lanes are done reading d_l before the next layer overwrites it
       }
@@ -399,7 +331,7 @@ __global__ void __launch_bounds__(kBThreads) mlp_backward_kernel(const T* __rest
     T* Dl = work + 2 * TILE;
     for (int l = 0; l < NH; ++l) {
       T* U = work + (l & 1) * TILE;
-      const T* W = l == 0 ? net.W1 : bwd_layer_weights<T, HP>(net, kd.resident, staged, l);
+      const T* W = l == 0 ? net.W1 : mlp_smem::layer_weights<T, HP, kBThreads>(net, kd.resident, staged, l);
       rows_times_wt<T, HP, RB>(vin + wr * ldv, ldv, kin, W, l == 0 ? net.ld1 : LDH, nullptr, U + wr * HP);
       {
         const T* al = A + l * TILE + wr * HP;
@@ -411,7 +343,7 @@ __global__ void __launch_bounds__(kBThreads) mlp_backward_kernel(const T* __rest
         for (int q = 0; q < RB * CB; ++q) {
           const int e = (q / CB) * HP + lane + 32 * (q % CB);
           T h, d1, d2;
-          bwd_act<true, T>(kd.act, al[e], slope, h, d1, d2);
+          mlp_smem::act_eval<true, T>(kd.act, al[e], slope, h, d1, &d2);
           const T u = uw[e], g = gl[e];
           gl[e] = u * g * d2;  // r_l
           dw[e] = g * d1;      // d_l
@@ -433,7 +365,7 @@ __global__ void __launch_bounds__(kBThreads) mlp_backward_kernel(const T* __rest
       for (int q = 0; q < RB * CB; ++q) {
         const int e = (q / CB) * HP + lane + 32 * (q % CB);
         T h, d1, d2;
-        bwd_act<false, T>(kd.act, al[e], slope, h, d1, d2);
+        mlp_smem::act_eval<false, T>(kd.act, al[e], slope, h, d1, &d2);
         hw[e] = h;
       }
     }
@@ -463,14 +395,14 @@ __global__ void __launch_bounds__(kBThreads) mlp_backward_kernel(const T* __rest
       for (int q = 0; q < RB * CB; ++q) {
         const int r = q / CB, j = lane + 32 * (q % CB), e = r * HP + j;
         T h, d1, d2;
-        bwd_act<false, T>(kd.act, al[e], slope, h, d1, d2);
+        mlp_smem::act_eval<false, T>(kd.act, al[e], slope, h, d1, &d2);
         sw[e] = rl[e] + gE[wr + r] * net.wout[j] * d1;
       }
     }
     __syncthreads();  // the dw_out sums are done with v_H (Ub) and h_H (Hb)
     for (int l = NH - 1; l >= 1; --l) {
       // s_{l-1} = r_{l-1} + (s_l W_l) sigma'(a_{l-1}) into Ub; h_{l-1} into Hb
-      const T* W = bwd_layer_weights<T, HP>(net, kd.resident, staged, l);
+      const T* W = mlp_smem::layer_weights<T, HP, kBThreads>(net, kd.resident, staged, l);
       rows_times_w<T, HP, RB>(Sb + wr * HP, W, Ub + wr * HP);
       {
         const T* al = A + (l - 1) * TILE + wr * HP;
@@ -481,7 +413,7 @@ __global__ void __launch_bounds__(kBThreads) mlp_backward_kernel(const T* __rest
         for (int q = 0; q < RB * CB; ++q) {
           const int e = (q / CB) * HP + lane + 32 * (q % CB);
           T h, d1, d2;
-          bwd_act<false, T>(kd.act, al[e], slope, h, d1, d2);
+          mlp_smem::act_eval<false, T>(kd.act, al[e], slope, h, d1, &d2);
           hw[e] = h;
           uw[e] = rl[e] + uw[e] * d1;
         }

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "mlp_energy_kernel.cuh"
+#include "mlp_pack.h"
 
 namespace ebmfast {
 namespace {
@@ -71,27 +72,6 @@ MLPNetDesc check_and_describe(const char* op, const at::Tensor& x, at::TensorLis
   return net;
 }
 
-// [W_1: HP x D][W_2..W_NH: (NH-1) x HP x HP][b: NH x HP][w_out: HP][b_out, slope, 0...: HP], zero padded.
-at::Tensor pack(const at::Tensor& x, at::TensorList weights, at::TensorList biases, double slope,
-                const MLPNetDesc& net) {
-  const int64_t HP = net.HP, D = net.D, NH = net.NH;
-  at::Tensor buf = at::zeros({HP * D + (NH - 1) * HP * HP + NH * HP + 2 * HP}, x.options());
-  int64_t o = 0;
-  buf.narrow(0, o, HP * D).view({HP, D}).narrow(0, 0, weights[0].size(0)).copy_(weights[0]);
-  o += HP * D;
-  for (int64_t l = 1; l < NH; ++l) {
-    buf.narrow(0, o, HP * HP).view({HP, HP}).narrow(0, 0, weights[l].size(0)).narrow(1, 0, weights[l].size(1))
-        .copy_(weights[l]);
-    o += HP * HP;
-  }
-  if (!biases.empty())
-    for (int64_t l = 0; l < NH; ++l) buf.narrow(0, o + l * HP, biases[l].size(0)).copy_(biases[l]);
-  o += NH * HP;
-  buf.narrow(0, o, weights[NH].size(1)).copy_(weights[NH].reshape({-1}));
-  if (!biases.empty()) buf.narrow(0, o + HP, 1).copy_(biases[NH].reshape({1}));
-  buf.narrow(0, o + HP + 1, 1).fill_(slope);
-  return buf;
-}
 
 void check_launch(const char* op, int err) {
   TORCH_CHECK(err != kMLPErrSmem, op, " (cuda): the network does not fit in shared memory (use backend='triton')");
@@ -111,7 +91,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> mlp_energy_grad_cuda(const at::Te
   for (int64_t l = 0; l < net.NH; ++l) S += 2 * net.widths[l];
   at::Tensor saved = save ? at::empty({net.B, S}, x.options()) : at::empty({0}, x.options());
   if (net.B == 0) return {e, g, saved};
-  const at::Tensor params = pack(x, weights, biases, slope, net);
+  const at::Tensor params = pack_mlp_params_cuda(x, weights, biases, slope, net);
   check_launch(op, mlp_energy_grad_cuda_launch(mlp_dtype(op, x.scalar_type()), x.const_data_ptr(),
                                                params.const_data_ptr(), e.mutable_data_ptr(), g.mutable_data_ptr(),
                                                save ? saved.mutable_data_ptr() : nullptr, net,
@@ -154,7 +134,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> mlp_langevin_chain_cu
     p.record_trajectory = record_trajectory;
     p.record_energies = record_energies;
     p.check_finite = check_finite;
-    const at::Tensor params = pack(x0, weights, biases, slope, net);
+    const at::Tensor params = pack_mlp_params_cuda(x0, weights, biases, slope, net);
     check_launch(op, mlp_chain_cuda_launch(mlp_dtype(op, x0.scalar_type()), x0.const_data_ptr(),
                                            params.const_data_ptr(), x.mutable_data_ptr(),
                                            record_trajectory ? traj.mutable_data_ptr() : nullptr,

@@ -32,6 +32,7 @@
 #include "ebmfast/mlp_activation.h"
 #include "ebmfast/philox.h"
 #include "mlp_energy_kernel.cuh"
+#include "mlp_smem_net.cuh"
 
 // `kernel<<<grid, block, smem, stream>>>` behind a macro so that tests/ops/test_mlp_cuda_emulated.py
 // can compile this file with g++ and run the kernels on CPU threads (no GPU in CI).
@@ -46,6 +47,8 @@ constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 constexpr int kMaxNH = kMLPCudaMaxHidden;
 constexpr unsigned kFull = 0xffffffffu;
+using mlp_smem::ld_first;
+using mlp_smem::SmemNet;
 
 // Per-launch description (kernel parameter space).
 struct KDesc {
@@ -69,7 +72,6 @@ struct Layout {
   int64_t w1, wh, bias, wout, xs, gx, hbuf, dbuf, total;
 };
 
-__host__ __device__ inline int64_t ld_first(int64_t D) { return D % 2 == 0 ? D + 1 : D; }
 
 __host__ __device__ inline Layout make_layout(int64_t D, int64_t NH, int64_t HP, int64_t RB, bool resident) {
   Layout L{};
@@ -96,17 +98,6 @@ __host__ __device__ inline Layout make_layout(int64_t D, int64_t NH, int64_t HP,
 }
 
 template <typename T>
-struct SmemNet {
-  const T* W1;  // [HP][ld1]
-  int64_t ld1;
-  T* Wh;        // resident: [NH-1][HP][HP+1]; staged: one [HP][HP+1] buffer
-  const T* gWh; // global [NH-1][HP][HP]
-  const T* bias;  // [NH][HP]
-  const T* wout;  // [HP]
-  T bout, slope;
-};
-
-template <typename T>
 __device__ __forceinline__ T warp_sum(T v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFull, v, o);
@@ -116,67 +107,6 @@ __device__ __forceinline__ T warp_sum(T v) {
 template <typename T>
 __device__ __forceinline__ bool finite(T v) {
   return isfinite(v);
-}
-
-// sigma(a) and sigma'(a); `act` is uniform across the block, so the switch does not diverge.
-template <typename T>
-__device__ __forceinline__ void act_eval(int64_t act, T a, T slope, T& h, T& d) {
-  switch (act) {
-    case kActRelu: mlp_act<kActRelu, false, T>(a, slope, &h, &d, nullptr); break;
-    case kActLeakyRelu: mlp_act<kActLeakyRelu, false, T>(a, slope, &h, &d, nullptr); break;
-    case kActSilu: mlp_act<kActSilu, false, T>(a, slope, &h, &d, nullptr); break;
-    case kActSoftplus: mlp_act<kActSoftplus, false, T>(a, slope, &h, &d, nullptr); break;
-    case kActElu: mlp_act<kActElu, false, T>(a, slope, &h, &d, nullptr); break;
-    case kActTanh: mlp_act<kActTanh, false, T>(a, slope, &h, &d, nullptr); break;
-    default: mlp_act<kActGelu, false, T>(a, slope, &h, &d, nullptr); break;
-  }
-}
-
-// Copies the packed parameters into shared memory (all hidden matrices when resident).
-template <typename T, int HP>
-__device__ SmemNet<T> load_net(T* smem, const Layout& L, const T* __restrict__ params, const KDesc& kd) {
-  constexpr int LDH = HP + 1;
-  const int64_t D = kd.D, NH = kd.NH, ld1 = ld_first(D);
-  const T* gW1 = params;
-  const T* gWh = params + HP * D;
-  const T* gb = gWh + (NH - 1) * HP * HP;
-  const T* gwo = gb + NH * HP;
-  for (int64_t i = threadIdx.x; i < HP * D; i += kThreads) smem[L.w1 + (i / D) * ld1 + i % D] = gW1[i];
-  if (kd.resident) {
-    for (int64_t i = threadIdx.x; i < (NH - 1) * HP * HP; i += kThreads) {
-      const int64_t l = i / (HP * HP), r = (i / HP) % HP, c = i % HP;
-      smem[L.wh + l * HP * LDH + r * LDH + c] = gWh[i];
-    }
-  }
-  for (int64_t i = threadIdx.x; i < NH * HP; i += kThreads) smem[L.bias + i] = gb[i];
-  for (int64_t i = threadIdx.x; i < HP; i += kThreads) smem[L.wout + i] = gwo[i];
-  SmemNet<T> net;
-  net.W1 = smem + L.w1;
-  net.ld1 = ld1;
-  net.Wh = smem + L.wh;
-  net.gWh = gWh;
-  net.bias = smem + L.bias;
-  net.wout = smem + L.wout;
-  net.bout = gwo[HP];
-  net.slope = gwo[HP + 1];
-  return net;
-}
-
-// Hidden matrix of layer L (0-based, L >= 1) in shared memory. Staged mode reloads the one
-// buffer; every thread of the block calls this at the same point (NH and the step loop are
-// block-uniform), so the __syncthreads are safe.
-template <typename T, int HP>
-__device__ __forceinline__ const T* layer_weights(const SmemNet<T>& net, bool resident, int& staged, int L) {
-  constexpr int LDH = HP + 1;
-  if (resident) return net.Wh + static_cast<int64_t>(L - 1) * HP * LDH;
-  if (staged != L) {
-    __syncthreads();  // every warp is done with the previous matrix
-    const T* src = net.gWh + static_cast<int64_t>(L - 1) * HP * HP;
-    for (int i = threadIdx.x; i < HP * HP; i += kThreads) net.Wh[(i / HP) * LDH + (i % HP)] = src[i];
-    __syncthreads();
-    staged = L;
-  }
-  return net.Wh;
 }
 
 // One warp: energies e[RB] (in every lane) of its rows xw [RB][D] (shared), and when WANT_GRAD
@@ -219,7 +149,7 @@ __device__ void mlp_rows(const SmemNet<T>& net, const KDesc& kd, int& staged, co
 #pragma unroll 1
   for (int L = 0; L < NH; ++L) {
     if (L > 0) {
-      const T* W = layer_weights<T, HP>(net, kd.resident, staged, L);
+      const T* W = mlp_smem::layer_weights<T, HP, kThreads>(net, kd.resident, staged, L);
 #pragma unroll
       for (int c = 0; c < CB; ++c) {
         const T bj = net.bias[L * HP + lane + 32 * c];
@@ -260,7 +190,7 @@ __device__ void mlp_rows(const SmemNet<T>& net, const KDesc& kd, int& staged, co
     for (int q = 0; q < RB * CB; ++q) {
       const int r = q / CB, j = lane + 32 * (q % CB);
       T h, d;
-      act_eval<T>(kd.act, hb[r * LDH + j], net.slope, h, d);
+      mlp_smem::act_eval<false, T>(kd.act, hb[r * LDH + j], net.slope, h, d, nullptr);
       hb[r * LDH + j] = h;
       dw[(L * RB + r) * HP + j] = d;
     }
@@ -308,7 +238,7 @@ __device__ void mlp_rows(const SmemNet<T>& net, const KDesc& kd, int& staged, co
       __syncwarp();
       if (L > 0) {
         // dE/dh_{L-1}[i] = sum_j (g d)[j] W[j][i], lane owns i = lane + 32c
-        const T* W = layer_weights<T, HP>(net, kd.resident, staged, L);
+        const T* W = mlp_smem::layer_weights<T, HP, kThreads>(net, kd.resident, staged, L);
 #pragma unroll
         for (int r = 0; r < RB; ++r)
 #pragma unroll
@@ -345,7 +275,7 @@ __global__ void __launch_bounds__(kThreads) mlp_energy_grad_kernel(const T* __re
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* smem = reinterpret_cast<T*>(smem_raw);
   const Layout L = make_layout(kd.D, kd.NH, HP, RB, kd.resident);
-  const SmemNet<T> net = load_net<T, HP>(smem, L, params, kd);
+  const SmemNet<T> net = mlp_smem::load_net<T, HP, kThreads>(smem, L, params, kd);
   const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
   const int64_t D = kd.D;
   const int64_t row0 = static_cast<int64_t>(blockIdx.x) * (kWarps * RB) + warp * RB;
@@ -377,7 +307,7 @@ __global__ void __launch_bounds__(kThreads) mlp_chain_kernel(const T* __restrict
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* smem = reinterpret_cast<T*>(smem_raw);
   const Layout L = make_layout(kd.D, kd.NH, HP, RB, kd.resident);
-  const SmemNet<T> net = load_net<T, HP>(smem, L, params, kd);
+  const SmemNet<T> net = mlp_smem::load_net<T, HP, kThreads>(smem, L, params, kd);
   const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
   const int64_t B = kd.B, D = kd.D;
   const int64_t row0 = static_cast<int64_t>(blockIdx.x) * (kWarps * RB) + warp * RB;

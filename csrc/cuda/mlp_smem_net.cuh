@@ -1,0 +1,94 @@
+// The packed MLP parameters in shared memory: the one copy of this code that the forward/chain
+// kernel (mlp_energy_kernel.cu) and the double-backward kernel (mlp_backward_kernel.cu) share.
+// Raw pointers, no torch headers (nvcc -c and the CPU emulator of tests/ops/cuda_emu build it).
+//
+// Packed global layout (ebmfast/ops/_triton_mlp_register.py pack_mlp_params and the launchers):
+//   W_1 [HP][D], hidden W_2..W_NH [NH-1][HP][HP], biases [NH][HP], w_out [HP], b_out, slope.
+// Shared copy: W_1 rows padded to ld_first(D) (odd, so lanes reading W[j][i] for consecutive j
+// hit distinct banks), hidden matrices [HP][HP + 1] either all resident or one staged at a time.
+#pragma once
+#include <cstdint>
+
+#include "ebmfast/mlp_activation.h"
+
+namespace ebmfast {
+namespace mlp_smem {
+
+__host__ __device__ inline int64_t ld_first(int64_t D) { return D % 2 == 0 ? D + 1 : D; }
+
+template <typename T>
+struct SmemNet {
+  const T* W1;     // [HP][ld1]
+  int64_t ld1;
+  T* Wh;           // resident: [NH-1][HP][HP+1]; staged: one [HP][HP+1] buffer
+  const T* gWh;    // global [NH-1][HP][HP]
+  const T* bias;   // [NH][HP]
+  const T* wout;   // [HP]
+  T bout, slope;
+};
+
+// sigma(a), sigma'(a) and, when D2, sigma''(a) into *d2. `act` is uniform across the block, so
+// the switch does not diverge.
+template <bool D2, typename T>
+__device__ __forceinline__ void act_eval(int64_t act, T a, T slope, T& h, T& d1, T* d2) {
+  switch (act) {
+    case kActRelu: mlp_act<kActRelu, D2, T>(a, slope, &h, &d1, d2); break;
+    case kActLeakyRelu: mlp_act<kActLeakyRelu, D2, T>(a, slope, &h, &d1, d2); break;
+    case kActSilu: mlp_act<kActSilu, D2, T>(a, slope, &h, &d1, d2); break;
+    case kActSoftplus: mlp_act<kActSoftplus, D2, T>(a, slope, &h, &d1, d2); break;
+    case kActElu: mlp_act<kActElu, D2, T>(a, slope, &h, &d1, d2); break;
+    case kActTanh: mlp_act<kActTanh, D2, T>(a, slope, &h, &d1, d2); break;
+    default: mlp_act<kActGelu, D2, T>(a, slope, &h, &d1, d2); break;
+  }
+}
+
+// Copies the packed parameters into shared memory (all hidden matrices when kd.resident).
+// Layout: any struct with offsets w1, wh, bias, wout (elements of T); Desc: D, NH, resident.
+template <typename T, int HP, int NTHREADS, typename Layout, typename Desc>
+__device__ SmemNet<T> load_net(T* smem, const Layout& L, const T* __restrict__ params, const Desc& kd) {
+  constexpr int LDH = HP + 1;
+  const int64_t D = kd.D, NH = kd.NH, ld1 = ld_first(D);
+  const T* gW1 = params;
+  const T* gWh = params + HP * D;
+  const T* gb = gWh + (NH - 1) * HP * HP;
+  const T* gwo = gb + NH * HP;
+  for (int64_t i = threadIdx.x; i < HP * D; i += NTHREADS) smem[L.w1 + (i / D) * ld1 + i % D] = gW1[i];
+  if (kd.resident) {
+    for (int64_t i = threadIdx.x; i < (NH - 1) * HP * HP; i += NTHREADS) {
+      const int64_t l = i / (HP * HP), r = (i / HP) % HP, c = i % HP;
+      smem[L.wh + l * HP * LDH + r * LDH + c] = gWh[i];
+    }
+  }
+  for (int64_t i = threadIdx.x; i < NH * HP; i += NTHREADS) smem[L.bias + i] = gb[i];
+  for (int64_t i = threadIdx.x; i < HP; i += NTHREADS) smem[L.wout + i] = gwo[i];
+  SmemNet<T> net;
+  net.W1 = smem + L.w1;
+  net.ld1 = ld1;
+  net.Wh = smem + L.wh;
+  net.gWh = gWh;
+  net.bias = smem + L.bias;
+  net.wout = smem + L.wout;
+  net.bout = gwo[HP];
+  net.slope = gwo[HP + 1];
+  return net;
+}
+
+// Hidden matrix of layer L (0-based, L >= 1) in shared memory. Staged mode reloads the one
+// buffer; every thread of the block must call this at the same point (block-uniform control
+// flow), so the __syncthreads are safe.
+template <typename T, int HP, int NTHREADS>
+__device__ __forceinline__ const T* layer_weights(const SmemNet<T>& net, bool resident, int& staged, int L) {
+  constexpr int LDH = HP + 1;
+  if (resident) return net.Wh + static_cast<int64_t>(L - 1) * HP * LDH;
+  if (staged != L) {
+    __syncthreads();  // every warp is done with the previous matrix
+    const T* src = net.gWh + static_cast<int64_t>(L - 1) * HP * HP;
+    for (int i = threadIdx.x; i < HP * HP; i += NTHREADS) net.Wh[(i / HP) * LDH + (i % HP)] = src[i];
+    __syncthreads();
+    staged = L;
+  }
+  return net.Wh;
+}
+
+}  // namespace mlp_smem
+}  // namespace ebmfast
