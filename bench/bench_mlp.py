@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
+import math
 
 import os
 import statistics
@@ -146,7 +147,9 @@ def make_peers(energy):
                 return self.net(x)
 
         model = Wrapped(energy)
-        s2 = LangevinDynamics(model, step_size=STEP, noise_scale=NOISE)
+        # torchebm's Euler-Maruyama step adds sqrt(2 * step) * noise_scale * xi: set its
+        # noise_scale so the per-step noise matches ours (NOISE)
+        s2 = LangevinDynamics(model, step_size=STEP, noise_scale=NOISE / math.sqrt(2 * STEP))
         peers["torchebm"] = lambda x0, k: s2.sample(x=x0, n_steps=k)
     except Exception as exc:  # pragma: no cover - optional peer
         print(f"torchebm unavailable: {exc}")
