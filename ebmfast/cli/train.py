@@ -248,7 +248,7 @@ def execute(runner, record: dict, presets: dict, args) -> int:
     say = print
     spec = runner.spec
     if presets and not args.quiet:
-        say(f"note: set by the CLI (override with --set): "
+        say("note: set by the CLI (override with --set): "
             + ", ".join(f"{k}={v}" for k, v in presets.items()), file=sys.stderr)
     say(f"training {runner.cls.name} on {spec.data or spec.target} (D={runner.dim}) for {spec.iters} iterations "
         f"into {runner.paths.root}", file=sys.stderr)
