@@ -272,3 +272,40 @@ def env_markdown(env: dict, extra: Optional[dict] = None) -> str:
     """A bullet list of the environment, for the top of a results .md file."""
     items = {**env, **(extra or {})}
     return "\n".join(f"- {k}: {v}" for k, v in items.items())
+
+
+def peer_samplers(energy, step: float, noise: float, clamp=None, device=None) -> tuple[dict, dict]:
+    """The peers' Langevin samplers on `energy`, set to our update x - step * g + noise * xi.
+
+    Returns ({"torchebm" | "ebmkit": f(x0, k) -> x_k}, {name: why it is unavailable}).
+    torchebm's Euler-Maruyama step adds sqrt(2 step) * noise_scale * xi, so its noise_scale is
+    noise / sqrt(2 step); ebmkit (package `ebm`) adds noise_scale * xi like we do.
+    """
+    import math
+
+    peers, missing = {}, {}
+    try:
+        from torchebm.core import BaseModel
+        from torchebm.samplers import LangevinDynamics
+
+        class _Wrap(BaseModel):  # torchebm samplers take a BaseModel; this one calls the user's module
+            def __init__(self, net):
+                super().__init__(device=device)
+                self.net = net
+
+            def forward(self, x):
+                return self.net(x)
+
+        ts = LangevinDynamics(_Wrap(energy), step_size=step, noise_scale=noise / math.sqrt(2 * step), clamp=clamp,
+                              device=device)
+        peers["torchebm"] = lambda x0, k: ts.sample(x=x0, n_steps=k)
+    except Exception as exc:  # optional peer
+        missing["torchebm"] = f"torchebm unavailable: {type(exc).__name__}: {exc}"
+    try:
+        import ebm  # the `ebmkit` distribution installs the `ebm` package
+
+        ks = ebm.LangevinDynamics(step_size=step, noise_scale=noise, clamp=clamp)
+        peers["ebmkit"] = lambda x0, k: ks.sample(energy, x0, steps=k)
+    except Exception as exc:  # optional peer
+        missing["ebmkit"] = f"ebmkit unavailable: {type(exc).__name__}: {exc}"
+    return peers, missing

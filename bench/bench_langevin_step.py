@@ -33,7 +33,6 @@ All ratios are against the baseline measured in the same run, timed round-robin
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -201,35 +200,13 @@ def _grad_only(energy, x0, n_steps):
 
 
 def _peer_samplers(energy, x0, n_steps, step, noise, clamp, device, log) -> dict:
-    """Callables running torchebm's and ebmkit's Langevin samplers on `energy` (those that import)."""
-    out = {}
-    try:
-        import torchebm
-        from torchebm.core import BaseModel
-        from torchebm.samplers import LangevinDynamics as TLangevin
+    """{"<peer> <version>": () -> x} running torchebm's and ebmkit's Langevin samplers (those that import)."""
+    from importlib.metadata import version
 
-        class _Wrap(BaseModel):  # torchebm samplers take a BaseModel; this one just calls the user's module
-            def __init__(self, net):
-                super().__init__(device=device)
-                self.net = net
-
-            def forward(self, x):
-                return self.net(x)
-
-        # torchebm's Euler-Maruyama adds sqrt(2 * step) * noise_scale * xi: match our sigma
-        tsampler = TLangevin(_Wrap(energy), step_size=step, noise_scale=noise / math.sqrt(2 * step),
-                             clamp=clamp, device=device)
-        out[f"torchebm {torchebm.__version__}"] = lambda: tsampler.sample(x=x0, n_steps=n_steps)
-    except Exception as exc:
-        log(f"  torchebm unavailable: {type(exc).__name__}: {exc}")
-    try:
-        import ebm  # the `ebmkit` distribution installs the `ebm` package
-
-        ksampler = ebm.LangevinDynamics(step_size=step, steps=n_steps, noise_scale=noise, clamp=clamp)
-        out[f"ebmkit {ebm.__version__}"] = lambda: ksampler.sample(energy, x0)
-    except Exception as exc:
-        log(f"  ebmkit unavailable: {type(exc).__name__}: {exc}")
-    return out
+    peers, missing = _common.peer_samplers(energy, step, noise, clamp=clamp, device=device)
+    for why in missing.values():
+        log(f"  {why}")
+    return {f"{name} {version(name)}": (lambda f=f: f(x0, n_steps)) for name, f in peers.items()}
 
 
 def bench_chain(device: torch.device, repeats: int, n_steps: int, log, which=("mlp", "conv")) -> list[dict]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
-import math
 
 import os
 import statistics
@@ -126,33 +125,9 @@ def eager_chain(energy, x0, k):
 
 
 def make_peers(energy):
-    peers = {}
-    try:
-        import ebm  # ebmkit
-
-        s = ebm.LangevinDynamics(step_size=STEP, noise_scale=NOISE)
-        peers["ebmkit"] = lambda x0, k: s.sample(energy, x0, steps=k)
-    except Exception as exc:  # pragma: no cover - optional peer
-        print(f"ebmkit unavailable: {exc}")
-    try:
-        from torchebm.core import BaseModel
-        from torchebm.samplers import LangevinDynamics
-
-        class Wrapped(BaseModel):
-            def __init__(self, net):
-                super().__init__()
-                self.net = net
-
-            def forward(self, x):
-                return self.net(x)
-
-        model = Wrapped(energy)
-        # torchebm's Euler-Maruyama step adds sqrt(2 * step) * noise_scale * xi: set its
-        # noise_scale so the per-step noise matches ours (NOISE)
-        s2 = LangevinDynamics(model, step_size=STEP, noise_scale=NOISE / math.sqrt(2 * STEP))
-        peers["torchebm"] = lambda x0, k: s2.sample(x=x0, n_steps=k)
-    except Exception as exc:  # pragma: no cover - optional peer
-        print(f"torchebm unavailable: {exc}")
+    peers, missing = _common.peer_samplers(energy, STEP, NOISE)
+    for why in missing.values():
+        print(why)
     return peers
 
 

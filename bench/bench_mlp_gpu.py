@@ -52,7 +52,6 @@ import argparse
 import contextlib
 import copy
 import datetime
-import math
 import os
 import sys
 import time
@@ -255,37 +254,6 @@ def eager_chain(energy, x0, k):
     return x
 
 
-def make_peers(energy, device) -> tuple[dict, dict]:
-    """({name: f(x0, k)}, {name: why not}) for torchebm's and ebmkit's Langevin samplers."""
-    peers, missing = {}, {}
-    try:
-        from torchebm.core import BaseModel
-        from torchebm.samplers import LangevinDynamics
-
-        class Wrapped(BaseModel):  # torchebm samplers take a BaseModel; this one calls our module
-            def __init__(self, net):
-                super().__init__(device=device)
-                self.net = net
-
-            def forward(self, x):
-                return self.net(x)
-
-        # its Euler-Maruyama step adds sqrt(2 * step) * noise_scale * xi: the same sigma as ours
-        s = LangevinDynamics(Wrapped(energy), step_size=STEP, noise_scale=NOISE / math.sqrt(2 * STEP),
-                             device=device)
-        peers["torchebm"] = lambda x0, k: s.sample(x=x0, n_steps=k)
-    except Exception as exc:
-        missing["torchebm"] = f"torchebm unavailable: {type(exc).__name__}: {exc}"
-    try:
-        import ebm  # the `ebmkit` distribution installs the `ebm` package
-
-        s2 = ebm.LangevinDynamics(step_size=STEP, noise_scale=NOISE)
-        peers["ebmkit"] = lambda x0, k: s2.sample(energy, x0, steps=k)
-    except Exception as exc:
-        missing["ebmkit"] = f"ebmkit unavailable: {type(exc).__name__}: {exc}"
-    return peers, missing
-
-
 def _sig(v: float, digits: int = 4) -> float:
     """v to `digits` significant digits (a CPU smoke's 1e-5 TFLOP/s must not print as 0)."""
     return float(f"{v:.{digits}g}")
@@ -339,7 +307,7 @@ def chain_rows(workloads, device, backends, peaks, extra, log) -> list[dict]:
                "ebm_loop": lambda: ebmfast.sample(plain, x0, k, STEP, NOISE, seed=0)}
         for be in backends:
             fns[f"fused[{be}]"] = (lambda be=be: ebmfast.sample(energy, x0, k, STEP, NOISE, seed=0, backend=be))
-        peers, missing = make_peers(energy, device)
+        peers, missing = _common.peer_samplers(energy, STEP, NOISE, device=device)
         for name, f in peers.items():
             fns[name] = (lambda f=f: f(x0, k))
 

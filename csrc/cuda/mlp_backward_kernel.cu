@@ -80,16 +80,13 @@ using mlp_smem::ld_first;
 __host__ __device__ inline BLayout make_bwd_layout(int64_t D, int64_t NH, int64_t HP, int64_t RB, bool resident,
                                                    bool state_smem) {
   BLayout L{};
-  const int64_t ldh = HP + 1, bb = kBWarps * RB;
-  int64_t o = 0;
-  L.w1 = o;
-  o += HP * ld_first(D);
-  L.wh = o;
-  o += (NH > 1 ? (resident ? NH - 1 : 1) : 0) * HP * ldh;
-  L.bias = o;
-  o += NH * HP;
-  L.wout = o;
-  o += HP;
+  const int64_t bb = kBWarps * RB;
+  const mlp_smem::WeightOffsets W = mlp_smem::weight_offsets(D, NH, HP, resident);
+  L.w1 = W.w1;
+  L.wh = W.wh;
+  L.bias = W.bias;
+  L.wout = W.wout;
+  int64_t o = W.end;
   L.xs = o;
   o += bb * D;
   L.vs = o;
@@ -507,13 +504,7 @@ BDesc make_bdesc(const MLPNetDesc& net, const MLPBackwardPlan& plan, bool has_sa
   kd.resident = plan.resident;
   kd.state_smem = plan.state_in_smem;
   kd.has_saved = has_saved;
-  int64_t off = 0;
-  for (int l = 0; l < kBMaxNH; ++l) {
-    kd.w[l] = l < net.NH ? net.widths[l] : 0;
-    kd.soff[l] = off;
-    off += 2 * kd.w[l];
-  }
-  kd.S = off;
+  kd.S = mlp_smem::saved_row_offsets(net.NH, net.widths, kd.w, kd.soff);
   kd.n_tiles = (net.B + kBWarps * plan.rb - 1) / (kBWarps * plan.rb);
   kd.n_blocks = plan.n_blocks;
   kd.width = plan.width;
@@ -525,11 +516,7 @@ template <typename T, int HP, int RB>
 int launch_backward(const void* x, const void* params, const void* saved, const void* ge, const void* gg, void* gx,
                     void* partial, void* scratch, const BDesc& kd, size_t smem, cudaStream_t stream) {
   auto kernel = mlp_backward_kernel<T, HP, RB>;
-  if (smem > 48 * 1024) {
-    const cudaError_t err =
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
-    if (err != cudaSuccess) return static_cast<int>(err);
-  }
+  if (int err = mlp_smem::allow_smem(kernel, smem)) return err;
   EBMFAST_LAUNCH(kernel, static_cast<unsigned>(kd.n_blocks), kBThreads, smem, stream)(
       static_cast<const T*>(x), static_cast<const T*>(params), static_cast<const T*>(saved),
       static_cast<const T*>(ge), static_cast<const T*>(gg), static_cast<T*>(gx), static_cast<T*>(partial),

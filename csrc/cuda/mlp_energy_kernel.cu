@@ -76,15 +76,12 @@ struct Layout {
 __host__ __device__ inline Layout make_layout(int64_t D, int64_t NH, int64_t HP, int64_t RB, bool resident) {
   Layout L{};
   const int64_t ldh = HP + 1, bb = kWarps * RB;
-  int64_t o = 0;
-  L.w1 = o;
-  o += HP * ld_first(D);
-  L.wh = o;
-  o += (NH > 1 ? (resident ? NH - 1 : 1) : 0) * HP * ldh;
-  L.bias = o;
-  o += NH * HP;
-  L.wout = o;
-  o += HP;
+  const mlp_smem::WeightOffsets W = mlp_smem::weight_offsets(D, NH, HP, resident);
+  L.w1 = W.w1;
+  L.wh = W.wh;
+  L.bias = W.bias;
+  L.wout = W.wout;
+  int64_t o = W.end;
   L.xs = o;
   o += bb * D;
   L.gx = o;
@@ -443,28 +440,16 @@ KDesc make_desc(const MLPNetDesc& net, bool resident) {
   kd.NH = net.NH;
   kd.act = net.act;
   kd.resident = resident;
-  int64_t off = 0;
-  for (int l = 0; l < kMaxNH; ++l) {
-    kd.w[l] = l < net.NH ? net.widths[l] : 0;
-    kd.soff[l] = off;
-    off += 2 * kd.w[l];
-  }
-  kd.S = off;
+  kd.S = mlp_smem::saved_row_offsets(net.NH, net.widths, kd.w, kd.soff);
   return kd;
 }
 
-template <typename K>
-int prepare(K kernel, size_t smem) {
-  if (smem <= 48 * 1024) return 0;
-  return static_cast<int>(
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-}
 
 template <typename T, int HP, int RB>
 int launch_energy_grad(const void* x, const void* params, void* e, void* g, void* saved, const KDesc& kd,
                        size_t smem, cudaStream_t stream) {
   auto kernel = mlp_energy_grad_kernel<T, HP, RB>;
-  if (int err = prepare(kernel, smem)) return err;
+  if (int err = mlp_smem::allow_smem(kernel, smem)) return err;
   const int64_t blocks = (kd.B + kWarps * RB - 1) / (kWarps * RB);
   EBMFAST_LAUNCH(kernel, static_cast<unsigned>(blocks), kThreads, smem, stream)(
       static_cast<const T*>(x), static_cast<const T*>(params), static_cast<T*>(e), static_cast<T*>(g),
@@ -476,7 +461,7 @@ template <typename T, int HP, int RB>
 int launch_chain(const void* x0, const void* params, void* out, void* traj, void* ens, int32_t* bad,
                  const KDesc& kd, const ChainK<T>& cp, size_t smem, cudaStream_t stream) {
   auto kernel = mlp_chain_kernel<T, HP, RB>;
-  if (int err = prepare(kernel, smem)) return err;
+  if (int err = mlp_smem::allow_smem(kernel, smem)) return err;
   const int64_t blocks = (kd.B + kWarps * RB - 1) / (kWarps * RB);
   EBMFAST_LAUNCH(kernel, static_cast<unsigned>(blocks), kThreads, smem, stream)(
       static_cast<const T*>(x0), static_cast<const T*>(params), static_cast<T*>(out), static_cast<T*>(traj),

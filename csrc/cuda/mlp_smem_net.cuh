@@ -7,6 +7,7 @@
 // Shared copy: W_1 rows padded to ld_first(D) (odd, so lanes reading W[j][i] for consecutive j
 // hit distinct banks), hidden matrices [HP][HP + 1] either all resident or one staged at a time.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 #include "ebmfast/mlp_activation.h"
@@ -15,6 +16,48 @@ namespace ebmfast {
 namespace mlp_smem {
 
 __host__ __device__ inline int64_t ld_first(int64_t D) { return D % 2 == 0 ? D + 1 : D; }
+
+// Offsets (elements of T) of the packed weights at the start of a block's shared memory; `end`
+// is where the kernel's own buffers begin. Host and device agree through this function.
+struct WeightOffsets {
+  int64_t w1, wh, bias, wout, end;
+};
+
+__host__ __device__ inline WeightOffsets weight_offsets(int64_t D, int64_t NH, int64_t HP, bool resident) {
+  WeightOffsets W{};
+  int64_t o = 0;
+  W.w1 = o;
+  o += HP * ld_first(D);
+  W.wh = o;
+  o += (NH > 1 ? (resident ? NH - 1 : 1) : 0) * HP * (HP + 1);
+  W.bias = o;
+  o += NH * HP;
+  W.wout = o;
+  o += HP;
+  W.end = o;
+  return W;
+}
+
+// Real widths w[l] and the offsets soff[l] of a_l in a row of the ops' `saved` tensor
+// ([a_1, dE/dh_1, ..., a_NH, dE/dh_NH] per particle); returns the row width S.
+template <int MAXNH>
+inline int64_t saved_row_offsets(int64_t NH, const int64_t* widths, int64_t (&w)[MAXNH], int64_t (&soff)[MAXNH]) {
+  int64_t off = 0;
+  for (int l = 0; l < MAXNH; ++l) {
+    w[l] = l < NH ? widths[l] : 0;
+    soff[l] = off;
+    off += 2 * w[l];
+  }
+  return off;
+}
+
+// Opts a kernel into more than the default 48 KB of dynamic shared memory when it needs it.
+template <typename K>
+inline int allow_smem(K kernel, size_t smem) {
+  if (smem <= 48 * 1024) return 0;
+  return static_cast<int>(
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+}
 
 template <typename T>
 struct SmemNet {

@@ -91,33 +91,52 @@ def _cuda_smem_bytes(d: int, nh: int, hp: int, rb: int, resident: bool, elem: in
     return n * elem
 
 
-def cuda_not_supported_reasons(x: torch.Tensor, weights: Sequence[torch.Tensor], act: int) -> list[str]:
-    """Why the CUDA MLP kernels cannot take these inputs (empty list: they can)."""
+def _cuda_limit_reasons(x: torch.Tensor, weights: Sequence[torch.Tensor], act: int, op: str, what: str) -> list[str]:
+    """The limits every CUDA MLP kernel shares (csrc/cuda/mlp_energy_kernel.cuh): the extension
+    registers CUDA `op`, 1..MAX_HIDDEN hidden layers, 1 <= D <= MAX_D, widths <= CUDA_MAX_WIDTH,
+    float32/float64, a known activation. `what` names the kernel in the messages."""
     if x.dim() != 2:
-        return [f"cuda MLP kernels need x of shape [B, D], got {tuple(x.shape)}"]
+        return [f"{what} needs x of shape [B, D], got {tuple(x.shape)}"]
     reasons = []
     try:
-        has = torch._C._dispatch_has_kernel_for_dispatch_key("ebmfast::mlp_langevin_chain", "CUDA")
+        has = torch._C._dispatch_has_kernel_for_dispatch_key(f"ebmfast::{op}", "CUDA")
     except Exception:  # the op schema itself is not registered
         has = False
     if not has:
-        reasons.append("the loaded extension has no CUDA MLP kernels (build with a CUDA torch)")
+        reasons.append(f"the loaded extension has no CUDA kernel for {op} (build with a CUDA torch)")
     nh, d = len(weights) - 1, int(x.shape[1])
     if not 1 <= nh <= MAX_HIDDEN:
-        reasons.append(f"cuda MLP kernels support 1..{MAX_HIDDEN} hidden layers, got {nh}")
-    if d > MAX_D:
-        reasons.append(f"cuda MLP kernels support input dim D <= {MAX_D}, got {d}")
+        reasons.append(f"{what} supports 1..{MAX_HIDDEN} hidden layers, got {nh}")
+    if not 1 <= d <= MAX_D:
+        reasons.append(f"{what} supports input dim 1 <= D <= {MAX_D}, got {d}")
     wmax = max([int(w.shape[0]) for w in weights[:-1]] or [0])
     if wmax > CUDA_MAX_WIDTH:
-        reasons.append(f"cuda MLP kernels support hidden widths <= {CUDA_MAX_WIDTH}, got {wmax}")
+        reasons.append(f"{what} supports hidden widths <= {CUDA_MAX_WIDTH}, got {wmax}")
     if x.dtype not in (torch.float32, torch.float64):
-        reasons.append(f"cuda MLP kernels compute in float32/float64, got {x.dtype}")
-    if not reasons and x.is_cuda:
-        hp = max(32, _pow2(wmax))
-        elem = x.element_size()
-        limit = torch.cuda.get_device_properties(x.device).shared_memory_per_block_optin
-        if _cuda_smem_bytes(d, nh, hp, 1, False, elem) > limit:
-            reasons.append(f"the network needs more than the device's {limit} bytes of shared memory per block")
+        reasons.append(f"{what} computes in float32/float64, got {x.dtype}")
+    if not 0 <= int(act) < N_ACTIVATIONS:
+        reasons.append(f"activation code must be in [0, {N_ACTIVATIONS}), got {act}")
+    return reasons
+
+
+def _smem_reason(x: torch.Tensor, need: int, what: str) -> list[str]:
+    limit = torch.cuda.get_device_properties(x.device).shared_memory_per_block_optin
+    if need > limit:
+        return [f"the network needs {need} bytes of shared memory per block for the {what}, "
+                f"more than the device's {limit}"]
+    return []
+
+
+def _hp(weights: Sequence[torch.Tensor]) -> int:
+    return max(32, _pow2(max([int(w.shape[0]) for w in weights[:-1]] or [0])))
+
+
+def cuda_not_supported_reasons(x: torch.Tensor, weights: Sequence[torch.Tensor], act: int) -> list[str]:
+    """Why the CUDA MLP forward/chain kernels cannot take these inputs (empty list: they can)."""
+    reasons = _cuda_limit_reasons(x, weights, act, "mlp_langevin_chain", "cuda MLP kernels")
+    if not reasons and x.is_cuda:  # smallest layout: one row per warp, weights staged
+        need = _cuda_smem_bytes(int(x.shape[1]), len(weights) - 1, _hp(weights), 1, False, x.element_size())
+        reasons += _smem_reason(x, need, "CUDA MLP kernels")
     return reasons
 
 
@@ -134,35 +153,12 @@ def _cuda_bwd_smem_bytes(d: int, nh: int, hp: int, rb: int, resident: bool, elem
 def cuda_backward_not_supported_reasons(x: torch.Tensor, weights: Sequence[torch.Tensor], act: int) -> list[str]:
     """Why the CUDA mlp_energy_grad_backward kernel (csrc/cuda/mlp_backward.cpp) cannot take these
     inputs (empty list: it can). Its smallest layout needs more shared memory than the forward's
-    with one hidden layer, hence a check of its own."""
-    if x.dim() != 2:
-        return [f"cuda MLP backward needs x of shape [B, D], got {tuple(x.shape)}"]
-    reasons = []
-    try:
-        has = torch._C._dispatch_has_kernel_for_dispatch_key("ebmfast::mlp_energy_grad_backward", "CUDA")
-    except Exception:  # the op schema itself is not registered
-        has = False
-    if not has:
-        reasons.append("the loaded extension has no CUDA kernel for mlp_energy_grad_backward (build with a CUDA torch)")
-    nh, d = len(weights) - 1, int(x.shape[1])
-    if not 1 <= nh <= MAX_HIDDEN:
-        reasons.append(f"cuda MLP backward supports 1..{MAX_HIDDEN} hidden layers, got {nh}")
-    if not 1 <= d <= MAX_D:
-        reasons.append(f"cuda MLP backward supports input dim 1 <= D <= {MAX_D}, got {d}")
-    wmax = max([int(w.shape[0]) for w in weights[:-1]] or [0])
-    if wmax > CUDA_MAX_WIDTH:
-        reasons.append(f"cuda MLP backward supports hidden widths <= {CUDA_MAX_WIDTH}, got {wmax}")
-    if x.dtype not in (torch.float32, torch.float64):
-        reasons.append(f"cuda MLP backward computes in float32/float64, got {x.dtype}")
-    if not 0 <= int(act) < N_ACTIVATIONS:
-        reasons.append(f"activation code must be in [0, {N_ACTIVATIONS}), got {act}")
-    if not reasons and x.is_cuda:
-        hp = max(32, _pow2(wmax))
-        limit = torch.cuda.get_device_properties(x.device).shared_memory_per_block_optin
-        need = _cuda_bwd_smem_bytes(d, nh, hp, 1, False, x.element_size(), state_smem=False)  # smallest layout
-        if need > limit:
-            reasons.append(f"the network needs {need} bytes of shared memory per block for the CUDA backward, "
-                           f"more than the device's {limit}")
+    with one hidden layer, hence a shared-memory check of its own."""
+    reasons = _cuda_limit_reasons(x, weights, act, "mlp_energy_grad_backward", "cuda MLP backward")
+    if not reasons and x.is_cuda:  # smallest layout: one row per warp, weights staged, state in global
+        need = _cuda_bwd_smem_bytes(int(x.shape[1]), len(weights) - 1, _hp(weights), 1, False, x.element_size(),
+                                    state_smem=False)
+        reasons += _smem_reason(x, need, "CUDA backward")
     return reasons
 
 

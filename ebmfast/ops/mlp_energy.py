@@ -212,24 +212,16 @@ def _backward(ctx, grad_e, grad_g, _grad_saved):
     return gx, list(gw), list(gb), None, None, None
 
 
-def _has_cuda_backward_kernel() -> bool:
-    """Does the loaded extension register a CUDA kernel for ebmfast::mlp_energy_grad_backward?"""
-    try:
-        return bool(torch._C._dispatch_has_kernel_for_dispatch_key("ebmfast::mlp_energy_grad_backward", "CUDA"))
-    except Exception:  # the op schema itself is not registered (no extension, or an old one)
-        return False
-
-
-def _gpu_backward_backend(x, weights, act, skip_cuda: bool = False) -> str:
+def _gpu_backward_backend(x, weights, act) -> str:
     """"cuda" | "triton" | "ref": which VJP kernel runs for GPU tensors.
 
     Follows the dispatcher (EBMFAST_BACKEND, else cuda -> triton -> ref), narrowed by what the
-    backward kernels take: "cuda" needs the extension's CUDA mlp_energy_grad_backward kernel and
-    the CUDA MLP limits, "triton" needs triton and `not_supported_reasons` empty. An automatic
+    backward kernels take: "cuda" needs `cuda_backward_not_supported_reasons` empty (the
+    extension's CUDA kernel, the CUDA MLP limits, shared memory), "triton" needs triton and `not_supported_reasons` empty. An automatic
     choice falls back cuda -> triton -> ref; an explicit EBMFAST_BACKEND=cuda/triton that cannot
     be met falls back to the reference (never raises: the forward already ran on that backend,
-    and the backward has no backend= argument). skip_cuda: the next choice after the CUDA kernel
-    declined the network at launch. The choice is recorded in
+    and the backward has no backend= argument). `cuda_backward_not_supported_reasons` mirrors the
+    kernel's own shared-memory plan, so a network it passes launches. The choice is recorded in
     _dispatch.LAST_CHOICE[("mlp_energy_grad_backward", device type)].
     """
     import os
@@ -244,10 +236,8 @@ def _gpu_backward_backend(x, weights, act, skip_cuda: bool = False) -> str:
     order = {"cuda": ["cuda"] if explicit else ["cuda", "triton"], "triton": ["triton"]}.get(chosen, [])
     pick = "ref"
     for cand in order:
-        if cand == "cuda" and skip_cuda:
-            continue
         if cand == "cuda":
-            ok = _has_cuda_backward_kernel() and not treg.cuda_backward_not_supported_reasons(x, weights, act)
+            ok = not treg.cuda_backward_not_supported_reasons(x, weights, act)
         else:
             ok = not _dispatch.not_supported_reasons("triton", x.device, x.dtype) and \
                 not treg.not_supported_reasons(x, weights, act)
@@ -267,28 +257,13 @@ def _backward_impl(x, weights, biases, act, slope, saved, grad_e, grad_g):
     if x.device.type == "cuda":
         which = _gpu_backward_backend(x, weights, act)
         if which == "cuda":
-            out = _cuda_backward_or_none(x, weights, biases, act, slope, saved, grad_e, grad_g)
-            if out is not None:
-                return out
-            which = _gpu_backward_backend(x, weights, act, skip_cuda=True)
+            return torch.ops.ebmfast.mlp_energy_grad_backward(x, list(weights), list(biases), act, slope, saved,
+                                                              grad_e, grad_g)
         if which == "triton":
             out = _triton_backward_or_none(x, weights, biases, act, slope, saved, grad_e, grad_g)
             if out is not None:
                 return out
     return mlp_energy_grad_backward_ref(x, weights, biases, act, slope, grad_e, grad_g)
-
-
-def _cuda_backward_or_none(x, weights, biases, act, slope, saved, grad_e, grad_g):
-    """The CUDA VJP (csrc/cuda/mlp_backward.cpp), or None when the network does not fit its
-    shared-memory layout (its own launch-time check; other errors propagate)."""
-    try:
-        return torch.ops.ebmfast.mlp_energy_grad_backward(x, list(weights), list(biases), act, slope, saved, grad_e,
-                                                          grad_g)
-    except RuntimeError as exc:
-        if "does not fit in shared memory" not in str(exc):
-            raise
-        warnings.warn(f"ebmfast: {exc}; falling back", RuntimeWarning, stacklevel=3)
-        return None
 
 
 # (device, dtype, D, widths, act) of networks whose Triton backward kernel did not fit the GPU

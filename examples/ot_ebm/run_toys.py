@@ -197,9 +197,7 @@ def summarise(results: list, out: Path, a) -> list:
 def plot(results: list, out: Path) -> None:
     """Per data set: weight analysis (000 Fig. 3c/4c) of every method, seed = the lowest seed, plus
     MMD / floor over training (all seeds) and the final particles."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ebmfast.plotting._mpl import plt, save
     for ds in sorted({r["dataset"] for r in results}):
         seed0 = min(x["seed"] for x in results if x["dataset"] == ds)
         rs = [r for r in results if r["dataset"] == ds and r["seed"] == seed0]
@@ -229,8 +227,7 @@ def plot(results: list, out: Path) -> None:
             ax[3, j].set_title(f"final particles: {msg}", fontsize=9)
             ax[3, j].set_aspect("equal")
         fig.tight_layout()
-        fig.savefig(out / f"weights_{ds}.png", dpi=70)
-        plt.close(fig)
+        save(fig, out / f"weights_{ds}.png", dpi=70)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -157,9 +157,7 @@ def run(args, overrides: dict, tag: str) -> dict:
 
 
 def _plot(path, train, x_ode, x_lan, gx, gy, phi_b, log_kde):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ebmfast.plotting._mpl import plt, save
 
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(1, 5, figsize=(20, 3.6))
@@ -174,8 +172,7 @@ def _plot(path, train, x_ode, x_lan, gx, gy, phi_b, log_kde):
     ax[4].contourf(gx, gy, log_kde.reshape(gx.shape).clamp(min=float(log_kde.max()) - 30), 30)
     ax[4].set_title("log KDE(data)")
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    save(fig, path, dpi=80)
 
 
 def main() -> None:

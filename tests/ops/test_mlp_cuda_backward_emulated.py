@@ -15,7 +15,6 @@ Skipped only when g++ is absent.
 """
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -27,9 +26,9 @@ from ebmfast.ops.mlp_energy import mlp_energy_grad_backward_ref, mlp_energy_grad
 from ebmfast.ops import _triton_mlp_register as _treg
 from ebmfast_testing import TOLERANCES
 
-ROOT = Path(__file__).resolve().parents[2]
-EMU = Path(__file__).resolve().parent / "cuda_emu"
-GXX = shutil.which("g++")
+from cuda_emu_helpers import GXX, build_harness  # noqa: E402
+from cuda_emu_helpers import pack_params as _pack  # noqa: E402
+from cuda_emu_helpers import random_net as _net  # noqa: E402
 pytestmark = pytest.mark.skipif(GXX is None, reason="g++ is not installed")
 
 SLOPE = 0.07
@@ -67,45 +66,9 @@ def test_cuda_backward_support_reasons_name_the_limits():
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory) -> Path:
-    exe = tmp_path_factory.mktemp("cuda_emu_bwd") / "mlp_backward_harness"
-    cmd = [GXX, "-std=c++20", "-O1", "-pthread", "-I", str(EMU), "-I", str(ROOT / "csrc" / "include"),
-           "-I", str(ROOT / "csrc" / "cuda"), str(EMU / "mlp_backward_harness.cpp"), "-o", str(exe)]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    assert res.returncode == 0, f"building the emulation harness failed:\n{res.stderr[-4000:]}"
-    return exe
+    return build_harness(tmp_path_factory.mktemp("cuda_emu_bwd"), "mlp_backward_harness")
 
 
-def _net(d, hidden, bias=True, scale=1.5, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    dims = (d,) + tuple(hidden) + (1,)
-    ws = [scale * torch.randn(dims[i + 1], dims[i], generator=g, dtype=torch.float64) / dims[i] ** 0.5
-          for i in range(len(dims) - 1)]
-    bs = [0.5 * torch.randn(dims[i + 1], generator=g, dtype=torch.float64) for i in range(len(dims) - 1)] if bias \
-        else []
-    return ws, bs
-
-
-def _pack(ws, bs, slope, hp):
-    """The layout of csrc/cuda/mlp_backward.cpp (= mlp_energy.cpp):
-    [W_1 HPxD][W_l HPxHP][b NHxHP][w_out HP][b_out, slope, 0.. HP]."""
-    nh, d = len(ws) - 1, ws[0].shape[1]
-    parts = [torch.zeros(hp, d, dtype=torch.float64)]
-    parts[0][: ws[0].shape[0]] = ws[0]
-    for w in ws[1:-1]:
-        t = torch.zeros(hp, hp, dtype=torch.float64)
-        t[: w.shape[0], : w.shape[1]] = w
-        parts.append(t)
-    b = torch.zeros(nh, hp, dtype=torch.float64)
-    for i in range(nh):
-        if bs:
-            b[i, : bs[i].shape[0]] = bs[i]
-    parts.append(b)
-    tail = torch.zeros(2, hp, dtype=torch.float64)
-    tail[0, : ws[-1].shape[1]] = ws[-1][0]
-    tail[1, 0] = bs[-1][0] if bs else 0.0
-    tail[1, 1] = slope
-    parts.append(tail)
-    return torch.cat([p.reshape(-1) for p in parts])
 
 
 def _run(harness, tmp_path, x, ws, bs, act, ge, gg, dtype, device=H100, saved=None):

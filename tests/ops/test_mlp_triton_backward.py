@@ -228,8 +228,7 @@ def test_gpu_backward_dispatch(monkeypatch):
 
     ws, _ = _net(2, (16,))
     x = torch.randn(3, 2, dtype=torch.float64)
-    state = {"cuda_kernel": True, "cuda_ok": True}
-    monkeypatch.setattr(mlp_mod, "_has_cuda_backward_kernel", lambda: state["cuda_kernel"])
+    state = {"cuda_ok": True}  # cuda_backward_not_supported_reasons: registration + limits + shared memory
     monkeypatch.setattr(treg, "cuda_backward_not_supported_reasons", lambda *a: [] if state["cuda_ok"] else ["no"])
     real_choose = _dispatch.choose
 
@@ -241,19 +240,14 @@ def test_gpu_backward_dispatch(monkeypatch):
     monkeypatch.delenv(_dispatch.ENV_VAR, raising=False)
     pick = lambda w=ws: mlp_mod._gpu_backward_backend(x, w, 2)  # noqa: E731
     assert pick() == "cuda"
-    # the CUDA kernel declined the network at launch (shared memory): triton next
-    assert mlp_mod._gpu_backward_backend(x, ws, 2, skip_cuda=True) == "triton"
-    state["cuda_kernel"] = False  # an extension without the CUDA backward kernel
+    state["cuda_ok"] = False  # no CUDA backward kernel in the extension, or a network it cannot take
     assert pick() == "triton"
     assert _dispatch.LAST_CHOICE[("mlp_energy_grad_backward", "cpu")] == "triton"
-    state["cuda_kernel"], state["cuda_ok"] = True, False  # a network the CUDA kernels cannot take
-    assert pick() == "triton"
     assert pick(_net(2, (16,) * 7)[0]) == "ref"  # 7 hidden layers: no kernel takes it
     monkeypatch.setenv(_dispatch.ENV_VAR, "cuda")  # explicit cuda: never silently triton
     assert pick() == "ref"
     state["cuda_ok"] = True
     assert pick() == "cuda"
-    assert mlp_mod._gpu_backward_backend(x, ws, 2, skip_cuda=True) == "ref"  # explicit cuda: not triton
     monkeypatch.setenv(_dispatch.ENV_VAR, "triton")
     assert pick() == "triton"
     monkeypatch.setenv(_dispatch.ENV_VAR, "ref")
