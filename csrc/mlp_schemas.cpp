@@ -17,6 +17,17 @@ TORCH_LIBRARY_FRAGMENT(ebmfast, m) {
   m.def(
       "mlp_energy_grad_backward(Tensor x, Tensor[] weights, Tensor[] biases, int act, float slope, "
       "Tensor saved, Tensor grad_energy, Tensor grad_grad) -> (Tensor, Tensor[], Tensor[])");
+  // Gradient-norm penalty of the MLP at x (CPU): (penalty, E [B], grad_x E [B, D], saved) with
+  // penalty_b = (sqrt(|grad_x E_b|^2 + 1e-12) - lipschitz)^2, or |grad_x E_b|^2 when lipschitz <= 0,
+  // reduced by `reduction` (0 none -> [B], 1 mean, 2 sum -> 0-dim).
+  m.def(
+      "mlp_grad_norm_penalty(Tensor x, Tensor[] weights, Tensor[] biases, int act, float slope, float lipschitz, "
+      "int reduction) -> (Tensor, Tensor, Tensor, Tensor)");
+  // Its VJP w.r.t. x, weights and biases given the cotangents of the penalty and (optionally) of E.
+  m.def(
+      "mlp_grad_norm_penalty_backward(Tensor x, Tensor[] weights, Tensor[] biases, int act, float slope, "
+      "Tensor saved, Tensor grad, Tensor grad_penalty, Tensor? grad_energy, float lipschitz, int reduction) "
+      "-> (Tensor, Tensor[], Tensor[])");
   // K steps of x <- clamp(x - step_size * clip(grad E(x) + ref_coef * x) + noise_scale * xi_k, lo, hi),
   // xi_k = Philox(seed, offset = k) (the stream of langevin_step). Returns (x, trajectory [T, B, D]
   // or empty, energies [T, B] or empty, bad_step int64 scalar): records x_k for k % every == 0 and the

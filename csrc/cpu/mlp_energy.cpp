@@ -11,7 +11,6 @@
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
-#include <ATen/ops/sum.h>
 #include <ATen/ops/zeros.h>
 #include <c10/util/Optional.h>
 #include <torch/library.h>
@@ -38,6 +37,7 @@
 #include "ebmfast/langevin_step.h"
 #include "ebmfast/mlp_activation.h"
 #include "ebmfast/philox.h"
+#include "mlp_energy_cpu.h"
 
 
 namespace ebmfast {
@@ -378,29 +378,28 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>> mlp_ene
         EBMFAST_MLP_CALL(backward_tiles<scalar_t>, net.view, xp, sp, gep, ggp, gxp, acc, off.data(), B, TP, t0, t1);
       });
     }
-    at::Tensor acc = accs.sum(0);
-    const scalar_t* a = acc.const_data_ptr<scalar_t>();
+    // sum the per-thread accumulators straight into the unpadded outputs (fixed thread order:
+    // deterministic for a given thread count)
     const auto& w = net.w;
-    for (int64_t l = 1; l <= H; ++l) {
-      at::Tensor dw = at::empty({w[l], w[l - 1]}, x.options());
-      scalar_t* dwp = dw.mutable_data_ptr<scalar_t>();
-      for (int64_t o = 0; o < w[l]; ++o)
-        std::copy_n(a + off[2 * (l - 1)] + o * pw[l - 1], w[l - 1], dwp + o * w[l - 1]);
-      gw.push_back(dw);
-      if (!biases.empty()) {
-        at::Tensor db = at::empty({w[l]}, x.options());
-        std::copy_n(a + off[2 * (l - 1) + 1], w[l], db.mutable_data_ptr<scalar_t>());
-        gb.push_back(db);
+    auto reduce_into = [&](at::Tensor out, int64_t rows, int64_t cols, int64_t src_off, int64_t src_ld) {
+      scalar_t* o = out.mutable_data_ptr<scalar_t>();
+      for (int64_t r = 0; r < rows; ++r) {
+        const scalar_t* a0 = ap + src_off + r * src_ld;
+        scalar_t* orow = o + r * cols;
+        std::copy_n(a0, cols, orow);
+        for (int64_t t = 1; t < nthreads; ++t) {
+          const scalar_t* at_ = a0 + t * total;
+          for (int64_t c = 0; c < cols; ++c) orow[c] += at_[c];
+        }
       }
+      return out;
+    };
+    for (int64_t l = 1; l <= H; ++l) {
+      gw.push_back(reduce_into(at::empty({w[l], w[l - 1]}, x.options()), w[l], w[l - 1], off[2 * (l - 1)], pw[l - 1]));
+      if (!biases.empty()) gb.push_back(reduce_into(at::empty({w[l]}, x.options()), 1, w[l], off[2 * (l - 1) + 1], 0));
     }
-    at::Tensor dwo = at::empty({1, w[H]}, x.options());
-    std::copy_n(a + off[2 * H], w[H], dwo.mutable_data_ptr<scalar_t>());
-    gw.push_back(dwo);
-    if (!biases.empty()) {
-      at::Tensor dbo = at::empty({1}, x.options());
-      dbo.mutable_data_ptr<scalar_t>()[0] = a[off[2 * H + 1]];
-      gb.push_back(dbo);
-    }
+    gw.push_back(reduce_into(at::empty({1, w[H]}, x.options()), 1, w[H], off[2 * H], 0));
+    if (!biases.empty()) gb.push_back(reduce_into(at::empty({1}, x.options()), 1, 1, off[2 * H + 1], 0));
   });
   return {gx, gw, gb};
 }
@@ -462,6 +461,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> mlp_langevin_chain_cp
 }
 
 }  // namespace
+
+// Entry points for the other CPU ops (csrc/cpu/mlp_energy_cpu.h).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> energy_grad_cpu(const at::Tensor& x, at::TensorList weights,
+                                                               at::TensorList biases, int64_t act, double slope,
+                                                               bool save) {
+  return mlp_energy_grad_cpu(x, weights, biases, act, slope, save);
+}
+
+std::tuple<at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>> energy_grad_backward_cpu(
+    const at::Tensor& x, at::TensorList weights, at::TensorList biases, int64_t act, double slope,
+    const at::Tensor& saved, const at::Tensor& grad_e, const at::Tensor& grad_g) {
+  return mlp_energy_grad_backward_cpu(x, weights, biases, act, slope, saved, grad_e, grad_g);
+}
 
 TORCH_LIBRARY_IMPL(ebmfast, CPU, m) {
   m.impl("mlp_energy_grad", &mlp_energy_grad_cpu);

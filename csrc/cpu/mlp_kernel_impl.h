@@ -229,27 +229,34 @@ void dot_rows(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T*
 }
 
 // ----------------------------------------------------------------------------- activations
+// Row r, column i < n: H = sigma(A), S1 = sigma'(A) (and S2 = sigma''(A) when D2); A may alias H.
+// Rows of A have stride lda, rows of H/S1/S2 stride ld (one row of n when rows == 1).
 template <typename T, int64_t ACT, bool D2>
-void act_pass_impl(T* A, T* S1, T* S2, int64_t n, T slope) {
+void act_pass_impl(const T* A, int64_t lda, T* Hout, T* S1, T* S2, int64_t ld, int64_t rows, int64_t n, T slope) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* a = A + r * lda;
+    T* h = Hout + r * ld;
+    T* s1 = S1 + r * ld;
+    T* s2 = D2 ? S2 + r * ld : nullptr;
 #pragma omp simd
-  for (int64_t i = 0; i < n; ++i) {
-    T h, d1, d2 = T(0);
-    mlp_act<ACT, D2, T>(A[i], slope, &h, &d1, &d2);
-    A[i] = h;
-    S1[i] = d1;
-    if constexpr (D2) S2[i] = d2;
+    for (int64_t i = 0; i < n; ++i) {
+      T hv, d1, d2 = T(0);
+      mlp_act<ACT, D2, T>(a[i], slope, &hv, &d1, &d2);
+      h[i] = hv;
+      s1[i] = d1;
+      if constexpr (D2) s2[i] = d2;
+    }
   }
 }
 
-// A <- sigma(A), S1 <- sigma'(A) (and S2 <- sigma''(A) when S2 != nullptr), n elements.
 template <typename T>
-void act_pass(int64_t act, T* A, T* S1, T* S2, int64_t n, T slope) {
-#define EBMFAST_ACT_CASE(CODE)                                 \
-  case CODE:                                                   \
-    if (S2 != nullptr)                                         \
-      act_pass_impl<T, CODE, true>(A, S1, S2, n, slope);       \
-    else                                                       \
-      act_pass_impl<T, CODE, false>(A, S1, S2, n, slope);      \
+void act_rows(int64_t act, const T* A, int64_t lda, T* H, T* S1, T* S2, int64_t ld, int64_t rows, int64_t n, T slope) {
+#define EBMFAST_ACT_CASE(CODE)                                                  \
+  case CODE:                                                                    \
+    if (S2 != nullptr)                                                          \
+      act_pass_impl<T, CODE, true>(A, lda, H, S1, S2, ld, rows, n, slope);      \
+    else                                                                        \
+      act_pass_impl<T, CODE, false>(A, lda, H, S1, S2, ld, rows, n, slope);     \
     break;
   switch (act) {
     EBMFAST_ACT_CASE(kActRelu)
@@ -261,6 +268,12 @@ void act_pass(int64_t act, T* A, T* S1, T* S2, int64_t n, T slope) {
     default: EBMFAST_ACT_CASE(kActGelu)
   }
 #undef EBMFAST_ACT_CASE
+}
+
+// In place over n contiguous elements: A <- sigma(A), S1 <- sigma'(A) (S2 <- sigma''(A) if given).
+template <typename T>
+void act_pass(int64_t act, T* A, T* S1, T* S2, int64_t n, T slope) {
+  act_rows<T>(act, A, n, A, S1, S2, n, 1, n, slope);
 }
 
 // ----------------------------------------------------------------------------- forward + input gradient
@@ -504,16 +517,17 @@ void backward_tiles(const NetView<T>& net, const T* x, const T* saved, const T* 
       std::copy(gG + (r0 + t) * D, gG + (r0 + t + 1) * D, V0 + t * pw0);
     }
     std::copy(gE + r0, gE + r0 + rows, ge);
+    // per hidden layer: h, sigma', sigma'' straight from the saved a_l rows, and g_l. Columns past
+    // w_l stay 0 from the scratch fill (nothing below writes them non-zero); the rows past `rows`
+    // of a last, partial tile are zeroed (stale rows would multiply zero cotangents anyway, but
+    // 0 * inf would not be 0).
     for (int64_t l = 1; l <= H; ++l) {
       const int64_t pl = net.pw[l], wl = net.w[l];
-      std::fill(Hh[l], Hh[l] + TP * pl, T(0));
-      std::fill(G[l], G[l] + TP * pl, T(0));
-      for (int64_t t = 0; t < rows; ++t) {
-        const T* srow = saved + (r0 + t) * net.S + net.soff[l - 1];
-        std::copy(srow, srow + wl, Hh[l] + t * pl);
-        std::copy(srow + wl, srow + 2 * wl, G[l] + t * pl);
-      }
-      act_pass<T>(net.act, Hh[l], S1[l], S2[l], TP * pl, net.slope);
+      const T* s0 = saved + r0 * net.S + net.soff[l - 1];
+      act_rows<T>(net.act, s0, net.S, Hh[l], S1[l], S2[l], pl, rows, wl, net.slope);
+      for (int64_t t = 0; t < rows; ++t) std::copy(s0 + t * net.S + wl, s0 + t * net.S + 2 * wl, G[l] + t * pl);
+      if (rows < TP)
+        for (T* buf : {Hh[l], S1[l], S2[l], G[l]}) std::fill(buf + rows * pl, buf + TP * pl, T(0));
     }
     if (H == 0) {
       for (int64_t t = 0; t < TP; ++t)

@@ -4,10 +4,12 @@
     grad_norm_penalty(E, x, lipschitz=None) = mean_i  |grad_x E(x_i)|_2^2
 
 For an ebmfast.energies.MLPEnergy on the CPU backend the whole thing is one autograd node
-(`_MLPGradNormPenalty`): the forward is one fused kernel (E, grad_x E and the per-layer
-tensors the backward needs), the backward turns the penalty's cotangent into
+(`_MLPGradNormPenalty`) over two C++ ops: the forward, ebmfast::mlp_grad_norm_penalty, is one
+fused pass (E, grad_x E and the per-layer tensors the backward needs) plus the penalty; the
+backward, ebmfast::mlp_grad_norm_penalty_backward, turns the penalty's cotangent into
 v = dP/d(grad_x E) and runs the fused analytic VJP (second-order terms computed directly, no
-autograd graph of the network). Other MLP backends compose ebmfast.ops.mlp_energy_grad with
+autograd graph of the network). References: mlp_grad_norm_penalty_ref and
+mlp_grad_norm_penalty_backward_ref below. Other MLP backends compose ebmfast.ops.mlp_energy_grad with
 the penalty in PyTorch; any other energy uses autograd with create_graph=True. All give the
 same value and gradients (w.r.t. the parameters and x) and compose with any outer loss.
 The norm is sqrt(|g|^2 + 1e-12), as in ebmfast.trainers._penalty, so the derivative stays
@@ -39,12 +41,70 @@ def penalty_from_grad(g: torch.Tensor, lipschitz: Optional[float], reduction: st
     return _reduce(per, reduction)
 
 
-class _MLPGradNormPenalty(torch.autograd.Function):
-    """(penalty, E) of an MLP at x [B, D] as one node; see the module docstring.
+_REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
 
-    Backward: with per-sample weights w_b (1/B for "mean", 1 for "sum", the cotangent for
-    "none"), v_b = dP/dg_b = 2 w_b (|g_b| - L) / |g_b| * g_b (or 2 w_b g_b without L), then
-    ebmfast::mlp_energy_grad_backward(x, ..., grad_energy=dE cotangent, grad_grad=v).
+
+def _lip_code(lipschitz: Optional[float]) -> float:
+    return -1.0 if lipschitz is None else float(lipschitz)
+
+
+def mlp_grad_norm_penalty_ref(x, weights, biases, act: int, slope: float, lipschitz: float, reduction: int):
+    """Reference of ebmfast::mlp_grad_norm_penalty: (penalty, E, grad_x E, saved = empty); lipschitz
+    <= 0 means the |g|^2 form, reduction 0/1/2 = none/mean/sum."""
+    from .mlp_energy import mlp_energy_grad_ref
+
+    e, g = mlp_energy_grad_ref(x, weights, biases, act, slope)
+    red = {v: k for k, v in _REDUCTIONS.items()}[int(reduction)]
+    return penalty_from_grad(g, lipschitz if lipschitz > 0 else None, red), e, g, x.new_empty(0)
+
+
+def mlp_grad_norm_penalty_backward_ref(x, weights, biases, act: int, slope: float, grad_penalty, grad_energy,
+                                       lipschitz: float, reduction: int):
+    """Reference of ebmfast::mlp_grad_norm_penalty_backward (autograd through the reference)."""
+    leaf = [t.detach().requires_grad_(True) for t in [x, *weights, *biases]]
+    xs, ws, bs = leaf[0], leaf[1:1 + len(weights)], leaf[1 + len(weights):]
+    with torch.enable_grad():
+        pen, e, _, _ = mlp_grad_norm_penalty_ref(xs, ws, bs, act, slope, lipschitz, reduction)
+        outs, cots = [pen], [grad_penalty]
+        if grad_energy is not None:
+            outs.append(e)
+            cots.append(grad_energy)
+        grads = torch.autograd.grad(outs, leaf, cots, allow_unused=True, materialize_grads=True)
+    return grads[0], list(grads[1:1 + len(weights)]), list(grads[1 + len(weights):])
+
+
+def _fake_penalty(x, weights, biases, act, slope, lipschitz, reduction):
+    pen = x.new_empty(x.shape[0]) if reduction == 0 else x.new_empty(())
+    n_saved = 2 * sum(int(w.shape[0]) for w in weights[:-1])
+    return pen, x.new_empty(x.shape[0]), torch.empty_like(x), x.new_empty(x.shape[0], n_saved)
+
+
+def _fake_penalty_backward(x, weights, biases, act, slope, saved, grad, grad_penalty, grad_energy, lipschitz,
+                           reduction):
+    return torch.empty_like(x), [torch.empty_like(w) for w in weights], [torch.empty_like(b) for b in biases]
+
+
+_PENALTY_OPS = []
+
+
+def _has_penalty_ops() -> bool:
+    """The CPU penalty ops are in the extension (fake kernels registered once)."""
+    if not _PENALTY_OPS:
+        ok = hasattr(torch.ops.ebmfast, "mlp_grad_norm_penalty")
+        if ok:
+            torch.library.register_fake("ebmfast::mlp_grad_norm_penalty")(_fake_penalty)
+            torch.library.register_fake("ebmfast::mlp_grad_norm_penalty_backward")(_fake_penalty_backward)
+        _PENALTY_OPS.append(ok)
+    return _PENALTY_OPS[0]
+
+
+class _MLPGradNormPenalty(torch.autograd.Function):
+    """(penalty, E) of an MLP at x [B, D] as one node (CPU); see the module docstring.
+
+    Forward: ebmfast::mlp_grad_norm_penalty (one fused energy/gradient pass + the penalty).
+    Backward: ebmfast::mlp_grad_norm_penalty_backward, which forms the penalty's cotangent on
+    grad_x E, v_b = 2 w_b (|g_b| - L) / |g_b| * g_b (or 2 w_b g_b without L; w_b = 1/B for "mean",
+    1 for "sum", the cotangent for "none"), and runs the fused analytic VJP.
     """
 
     @staticmethod
@@ -53,22 +113,18 @@ class _MLPGradNormPenalty(torch.autograd.Function):
 
         weights, biases = list(params[:n_w]), list(params[n_w:])
         with _below_autograd():
-            e, g, saved = torch.ops.ebmfast.mlp_energy_grad.default(x, weights, biases, act, slope, True)
-        sq = (g * g).sum(1)
-        if lipschitz is None:
-            per, norm = sq, None
-        else:
-            norm = sq.add_(_EPS).sqrt_()
-            per = (norm - lipschitz).square_()
+            pen, e, g, saved = torch.ops.ebmfast.mlp_grad_norm_penalty.default(
+                x, weights, biases, act, slope, _lip_code(lipschitz), _REDUCTIONS[reduction])
         ctx.lipschitz, ctx.reduction, ctx.act, ctx.slope, ctx.n_w = lipschitz, reduction, act, slope, n_w
-        ctx.save_for_backward(x, saved, g, norm, *params)
-        return _reduce(per, reduction), e
+        ctx.save_for_backward(x, saved, g, *params)
+        ctx.set_materialize_grads(False)
+        return pen, e
 
     @staticmethod
     def backward(ctx, grad_pen, grad_e):
-        from .mlp_energy import _backward_impl, mlp_energy_grad_ref
+        from .mlp_energy import mlp_energy_grad_ref
 
-        x, saved, g, norm, *params = ctx.saved_tensors
+        x, saved, g, *params = ctx.saved_tensors
         weights, biases = params[:ctx.n_w], params[ctx.n_w:]
         inputs_need = ctx.needs_input_grad
         if torch.is_grad_enabled():  # create_graph=True: differentiate the reference instead
@@ -77,19 +133,19 @@ class _MLPGradNormPenalty(torch.autograd.Function):
                 xs, ps = leaf(x), [leaf(p) for p in params]
                 e, gg = mlp_energy_grad_ref(xs, ps[:ctx.n_w], ps[ctx.n_w:], ctx.act, ctx.slope)
                 pen = penalty_from_grad(gg, ctx.lipschitz, ctx.reduction)
-                outs, cots = [pen], [grad_pen]
-                if grad_e is not None:
-                    outs.append(e)
-                    cots.append(grad_e)
+                outs, cots = [], []
+                for out, cot in ((pen, grad_pen), (e, grad_e)):
+                    if cot is not None:
+                        outs.append(out)
+                        cots.append(cot)
                 grads = torch.autograd.grad(outs, [xs] + ps, cots, allow_unused=True, create_graph=True)
             grads = [torch.zeros_like(t) if gr is None else gr for gr, t in zip(grads, [x] + params)]
             return (grads[0] if inputs_need[0] else None, None, None, None, None, None, *grads[1:])
-        b = x.shape[0]
-        w = grad_pen / b if ctx.reduction == "mean" else grad_pen  # scalar, or [B] for "none"
-        coef = 2.0 * w if ctx.lipschitz is None else 2.0 * w * (norm - ctx.lipschitz) / norm
-        v = (coef.reshape(-1, 1) if coef.dim() == 1 else coef) * g
-        ge = x.new_zeros(b) if grad_e is None else grad_e.contiguous()
-        gx, gw, gb = _backward_impl(x, weights, biases, ctx.act, ctx.slope, saved, ge, v.contiguous())
+        if grad_pen is None:
+            grad_pen = x.new_zeros(x.shape[0]) if ctx.reduction == "none" else x.new_zeros(())
+        gx, gw, gb = torch.ops.ebmfast.mlp_grad_norm_penalty_backward.default(
+            x, list(weights), list(biases), ctx.act, ctx.slope, saved, g, grad_pen, grad_e,
+            _lip_code(ctx.lipschitz), _REDUCTIONS[ctx.reduction])
         return (gx if inputs_need[0] else None, None, None, None, None, None, *gw, *gb)
 
 
@@ -163,7 +219,8 @@ def _fast_path(energy, x: torch.Tensor, backend: str):
     """
     from .mlp_energy import _has_cpu_ops
 
-    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or not _has_cpu_ops():
+    if (x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or not _has_cpu_ops()
+            or not _has_penalty_ops()):
         return None
     xf = energy._flat(x)
     weights, biases = energy.fused_params()

@@ -85,6 +85,29 @@ def test_double_backward_matches_autograd_float64(backend, act, shape):
 
 
 @needs_cpu
+@pytest.mark.parametrize("threads", [1, 2])
+def test_backward_many_tiles_per_thread(threads):
+    """Several tiles per thread, the last one partial: the backward reads `saved` row by row and
+    must not let rows of the previous tile leak into the weight gradients."""
+    mod = _module(2, (48, 48), "softplus")  # softplus(0) != 0: padded entries would show up
+    x = 3 * torch.randn(301, 2, dtype=torch.float64)
+    ge, gg = torch.randn(301, dtype=torch.float64), torch.randn(301, 2, dtype=torch.float64)
+    params = list(mod.parameters())
+    e_ref, g_ref, xr = _autograd(mod, x)
+    want = torch.autograd.grad((e_ref * ge).sum() + (g_ref * gg).sum(), [xr] + params)
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        xf = x.clone().requires_grad_(True)
+        e, g = mod.energy_and_grad(xf, backend="cpu")
+        got = torch.autograd.grad((e * ge).sum() + (g * gg).sum(), [xf] + params)
+    finally:
+        torch.set_num_threads(old)
+    for n, a, w in zip(["x"] + [n for n, _ in mod.named_parameters()], got, want):
+        _close(a, w, f"threads {threads} d/d{n}", atol=1e-9)
+
+
+@needs_cpu
 def test_backward_op_recomputes_without_saved():
     mod = _module(3, (17, 9), "silu")
     w, b = (list(t.detach() for t in ts) for ts in mod.fused_params())
