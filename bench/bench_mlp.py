@@ -292,9 +292,20 @@ def target_needs(r: dict, rows: list) -> str:
     return f"{need:.0f} GFLOP/s ({100 * need / r['matmul_peak_gflops']:.0f}%)"
 
 
-def write(rows, out_dir, meta, peak: str):
+# glibc malloc settings of --steady-malloc: big tensors stay in the heap instead of being
+# mmap'ed and unmapped (and page-faulted again) on every allocation, and the heap is never trimmed
+STEADY_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "1000000000", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
+
+
+def allocator_note() -> str:
+    steady = all(os.environ.get(k) == v for k, v in STEADY_MALLOC.items())
+    return ("glibc malloc with " + ", ".join(f"{k}={v}" for k, v in STEADY_MALLOC.items())
+            + " (--steady-malloc)") if steady else "glibc malloc defaults"
+
+
+def write(rows, out_dir, meta, peak: str, tag: str = ""):
     os.makedirs(out_dir, exist_ok=True)
-    csv_path = os.path.join(out_dir, "mlp_cpu.csv")
+    csv_path = os.path.join(out_dir, f"mlp_cpu{tag}.csv")
     new = not os.path.exists(csv_path)
     with open(csv_path, "a", newline="") as f:
         w = csv.DictWriter(f, fieldnames=FIELDS, extrasaction="ignore")
@@ -304,8 +315,7 @@ def write(rows, out_dir, meta, peak: str):
             w.writerow(r)
     md = [f"# Fused MLP energy, CPU ({meta['date']})", "",
           f"Device: {meta['device']}; torch {meta['torch']}, ebmfast {meta['ebmfast']}; measured matmul peak "
-          f"{peak}. Load average during each row in the last column (the 2 cores are shared with other "
-          "jobs).", "",
+          f"{peak}. Memory allocator: {allocator_note()}. Load average during each row in the last column.", "",
           "Speedups are against the eager autograd loop (chains) or autograd double backward (penalty "
           "steps). `wall` = median wall clock; `cpu` = median CPU time, the figure that other jobs on "
           "the shared cores do not inflate: with 1 thread the CPU time of the calling thread (all work "
@@ -321,17 +331,19 @@ def write(rows, out_dir, meta, peak: str):
         if r["kind"] in ("chain", "penalty"):
             md.append(f"| {r['threads']} | {r['workload']} | {r['impl']} | {r['ms_median']} | {r['cpu_ms_median']} | "
                       f"{r['speedup_vs_eager']}x | {r['cpu_speedup_vs_eager']}x | "
-                      f"{r['target'] and str(r['target']) + 'x'} | {target_needs(r, rows)} | {r['gflops']} | "
-                      f"{r['gflops_per_cpu_s']} | {r['pct_peak']} | {r['load_avg']} |")
+                      f"{r['target'] and str(r['target']) + 'x'} | {target_needs(r, rows)} | "
+                      + ("- | - | - | " if r["impl"] == "node_floor" else
+                         f"{r['gflops']} | {r['gflops_per_cpu_s']} | {r['pct_peak']} | ")
+                      + f"{r['load_avg']} |")
     md += ["", "Peak memory of a chain vs K (RSS growth over a K=2 warm-up; no trajectory recorded):", "",
            "| impl | K | peak RSS growth (MB) |", "|---|---:|---:|"]
     for r in rows:
         if r["kind"] == "memory":
             md.append(f"| {r['impl']} | {r['steps']} | {r['peak_rss_growth_mb']} |")
     md += ["", "GPU (CUDA / Triton): not measured yet: no GPU in this session.", ""]
-    with open(os.path.join(out_dir, "mlp_cpu.md"), "w") as f:
+    with open(os.path.join(out_dir, f"mlp_cpu{tag}.md"), "w") as f:
         f.write("\n".join(md))
-    print(f"wrote {csv_path} and mlp_cpu.md")
+    print(f"wrote {csv_path} and mlp_cpu{tag}.md")
 
 
 def main():
@@ -343,7 +355,13 @@ def main():
     ap.add_argument("--threads", default="2,1", help="comma-separated torch thread counts to run")
     ap.add_argument("--max-load", type=float, default=None,
                     help="before each workload wait (up to 10 min) until the 1-min load average is below this")
+    ap.add_argument("--steady-malloc", action="store_true",
+                    help="re-run this script with glibc malloc never returning memory to the OS (see STEADY_MALLOC); "
+                         "results go to mlp_cpu_steady_malloc.{md,csv}")
     args = ap.parse_args()
+    if args.steady_malloc and allocator_note() == "glibc malloc defaults":
+        # glibc reads these at process start: re-exec with them set
+        os.execve(sys.executable, [sys.executable] + sys.argv, {**os.environ, **STEADY_MALLOC})
     repeats, steps = (3, 10) if args.quick else (args.repeats, args.steps)
     MAX_LOAD[0] = args.max_load
     rows, peaks = [], []
@@ -360,7 +378,8 @@ def main():
         rows += penalty_rows(repeats, peak, meta)
     if not args.quick:
         rows += memory_rows([10, 100, 1000], meta)
-    write(rows, args.out, meta, " and ".join(peaks) + " (torch.mm 1024x256x256 float32)")
+    write(rows, args.out, meta, " and ".join(peaks) + " (torch.mm 1024x256x256 float32)",
+          tag="_steady_malloc" if args.steady_malloc else "")
 
 
 if __name__ == "__main__":

@@ -195,3 +195,24 @@ def test_penalty_ops_opcheck_and_bad_input():
     with pytest.raises(RuntimeError, match="grad must be the contiguous"):
         torch.ops.ebmfast.mlp_grad_norm_penalty_backward(x, weights, biases, 2, 0.01, saved, g[:5],
                                                          torch.tensor(1.0, dtype=torch.float64), None, 1.0, 1)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_third_order_and_one_sided_cotangents(backend):
+    """create_graph=True through the penalty node (its backward then differentiates the reference),
+    and losses that use only the penalty or only the energy (the other cotangent is None)."""
+    mod = _module(2, (7, 5), "silu")
+    params = list(mod.parameters())
+    x = torch.randn(9, 2, dtype=torch.float64, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_(True)
+    (g2,) = torch.autograd.grad(mod(x2).sum(), x2, create_graph=True)
+    p_ref = penalty_from_grad(g2, 1.0)
+    p, e = grad_norm_penalty(mod, x, lipschitz=1.0, backend=backend, return_energy=True)
+    (gx,) = torch.autograd.grad(p, x, create_graph=True)
+    (gx_ref,) = torch.autograd.grad(p_ref, x2, create_graph=True)
+    torch.testing.assert_close(gx, gx_ref, atol=1e-10, rtol=1e-9)
+    for a, b in zip(_grads(gx.pow(2).sum(), params), _grads(gx_ref.pow(2).sum(), params)):
+        torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-8)
+    p, e = grad_norm_penalty(mod, x.detach(), lipschitz=1.0, backend=backend, return_energy=True)
+    for a, b in zip(_grads(e.sum(), params), _grads(mod(x.detach()).sum(), params)):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-10)
