@@ -158,9 +158,14 @@ def test_registered_triton_op_and_opcheck():
 @pytest.fixture
 def triton_backward(monkeypatch):
     """Routes ebmfast's fused VJP (mlp_energy._backward_impl, which picks the C++ kernel for CPU
-    tensors) through the Triton op, and counts the calls."""
+    tensors) through the Triton op, and counts the calls. The CPU penalty node (C++ ops
+    mlp_grad_norm_penalty*, which never reach _backward_impl) is switched off, so
+    grad_norm_penalty composes mlp_energy_grad with the penalty as it does on GPUs."""
+    import importlib
+
     from ebmfast.ops._triton_mlp_register import triton_ops
 
+    monkeypatch.setattr(importlib.import_module("ebmfast.ops.grad_norm_penalty"), "_has_penalty_ops", lambda: False)
     calls = []
 
     def impl(x, weights, biases, act, slope, saved, grad_e, grad_g):
@@ -174,8 +179,8 @@ def triton_backward(monkeypatch):
 @pytest.mark.parametrize("act,lipschitz,reduction", [("silu", 1.0, "mean"), ("gelu", None, "sum"),
                                                      ("elu", 0.5, "none")])
 def test_grad_norm_penalty_through_the_triton_backward(triton_backward, act, lipschitz, reduction):
-    """The fused penalty node (forward C++ kernel, backward this kernel) against autograd double
-    backward of the plain module, gradients w.r.t. x and every parameter, with an energy term
+    """The penalty composed from mlp_energy_grad (forward C++ kernel, backward this kernel), the
+    GPU route, against autograd double backward of the plain module, gradients w.r.t. x and every parameter, with an energy term
     (nonzero grad_e) in the loss."""
     mod = MLPEnergy(2, (64, 3), activation=act).double()
     with torch.no_grad():
