@@ -286,7 +286,7 @@ def target_needs(r: dict, rows: list) -> str:
     floor = next((q["ms_median"] for q in same if q["impl"] == "node_floor"), 0.0)
     budget_ms = base["ms_median"] / float(r["target"]) - floor
     if budget_ms <= 0:
-        return "impossible (node floor)"
+        return "no time left after the node floor"
     flops = r["gflops"] * r["ms_median"] * 1e6  # GFLOP/s x ms -> FLOP
     need = flops / (budget_ms * 1e-3) / 1e9
     return f"{need:.0f} GFLOP/s ({100 * need / r['matmul_peak_gflops']:.0f}%)"
@@ -323,7 +323,8 @@ def write(rows, out_dir, meta, peak: str, tag: str = ""):
           "`target needs` = the GFLOP/s (and % of the measured matmul peak at that thread count) the "
           "fused row would have to reach for its target, from the baseline's time in the same run; for "
           "penalty steps after subtracting `node_floor` (the same autograd glue around a node that "
-          "computes nothing), which no kernel can remove.",
+          "computes nothing, with the same outer loss and zero_grad), which no kernel behind a Python "
+          "autograd node can remove.",
           "", "| threads | workload | impl | wall ms | cpu ms | speedup wall | speedup cpu | target | target needs "
           "| GFLOP/s (wall) | GFLOP per CPU-s | % peak (wall) | load |",
           "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
