@@ -23,10 +23,11 @@ TORCH_LIBRARY_FRAGMENT(ebmfast, m) {
   m.def(
       "mlp_grad_norm_penalty(Tensor x, Tensor[] weights, Tensor[] biases, int act, float slope, float lipschitz, "
       "int reduction) -> (Tensor, Tensor, Tensor, Tensor)");
-  // Its VJP w.r.t. x, weights and biases given the cotangents of the penalty and (optionally) of E.
+  // Its VJP w.r.t. x, weights and biases given the cotangents of the penalty and of E (either may be
+  // None: zero).
   m.def(
       "mlp_grad_norm_penalty_backward(Tensor x, Tensor[] weights, Tensor[] biases, int act, float slope, "
-      "Tensor saved, Tensor grad, Tensor grad_penalty, Tensor? grad_energy, float lipschitz, int reduction) "
+      "Tensor saved, Tensor grad, Tensor? grad_penalty, Tensor? grad_energy, float lipschitz, int reduction) "
       "-> (Tensor, Tensor[], Tensor[])");
   // K steps of x <- clamp(x - step_size * clip(grad E(x) + ref_coef * x) + noise_scale * xi_k, lo, hi),
   // xi_k = Philox(seed, offset = k) (the stream of langevin_step). Returns (x, trajectory [T, B, D]

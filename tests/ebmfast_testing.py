@@ -27,3 +27,14 @@ def built_backends() -> list[str]:
 
 def device_for(backend: str) -> str:
     return "cuda" if backend == "cuda" or (backend == "triton" and torch.cuda.is_available()) else "cpu"
+
+
+def random_net(d, hidden, dtype=torch.float64, bias=True, scale=1.5, seed=0):
+    """Random MLP weights [w_1, D], ..., [1, w_H] and biases (larger than the default init, so that
+    every activation regime is exercised), drawn in `dtype` from a seeded generator."""
+    g = torch.Generator().manual_seed(seed)
+    dims = (d,) + tuple(hidden) + (1,)
+    ws = [scale * torch.randn(dims[i + 1], dims[i], generator=g, dtype=dtype) / dims[i] ** 0.5
+          for i in range(len(dims) - 1)]
+    bs = [0.5 * torch.randn(dims[i + 1], generator=g, dtype=dtype) for i in range(len(dims) - 1)] if bias else []
+    return ws, bs

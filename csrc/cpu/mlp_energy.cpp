@@ -36,6 +36,7 @@
 
 #include "ebmfast/langevin_step.h"
 #include "ebmfast/mlp_activation.h"
+#include "ebmfast/mlp_check.h"
 #include "ebmfast/philox.h"
 #include "mlp_energy_cpu.h"
 
@@ -241,39 +242,6 @@ struct PackedNet {
   }
 };
 
-void check_mlp(const char* op, const at::Tensor& x, const std::vector<at::Tensor>& weights,
-               const std::vector<at::Tensor>& biases, int64_t act) {
-  TORCH_CHECK(x.dim() == 2, op, ": x must have shape [B, D], got ", x.sizes());
-  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble, op,
-              ": x must be float32 or float64, got ", x.scalar_type());
-  TORCH_CHECK(x.is_contiguous(), op, ": x must be contiguous");
-  TORCH_CHECK(!weights.empty(), op, ": weights must hold at least the output layer [1, w]");
-  TORCH_CHECK(biases.empty() || biases.size() == weights.size(), op, ": biases must be empty or one per weight (",
-              weights.size(), "), got ", biases.size());
-  TORCH_CHECK(act >= 0 && act < kNumMLPActs, op, ": act must be an activation code in [0, ", kNumMLPActs,
-              "), got ", act, " (relu=0, leaky_relu=1, silu=2, softplus=3, elu=4, tanh=5, gelu=6)");
-  int64_t fan_in = x.size(1);
-  for (size_t i = 0; i < weights.size(); ++i) {
-    const auto& w = weights[i];
-    TORCH_CHECK(w.dim() == 2 && w.size(1) == fan_in, op, ": weights[", i, "] must have shape [out, ", fan_in,
-                "], got ", w.sizes());
-    TORCH_CHECK(w.scalar_type() == x.scalar_type(), op, ": weights[", i, "] dtype ", w.scalar_type(),
-                " != x dtype ", x.scalar_type());
-    TORCH_CHECK(w.is_contiguous(), op, ": weights[", i, "] must be contiguous");
-    TORCH_CHECK(w.device() == x.device(), op, ": weights[", i, "] must be on x's device");
-    if (!biases.empty()) {
-      const auto& b = biases[i];
-      TORCH_CHECK(b.dim() == 1 && b.size(0) == w.size(0) && b.scalar_type() == x.scalar_type() &&
-                      b.is_contiguous() && b.device() == x.device(),
-                  op, ": biases[", i, "] must be a contiguous [", w.size(0), "] tensor of x's dtype, got ",
-                  b.sizes(), " ", b.scalar_type());
-    }
-    fan_in = w.size(0);
-  }
-  TORCH_CHECK(fan_in == 1, op, ": the last weight must have shape [1, w] (scalar energy), got ",
-              weights.back().sizes());
-}
-
 // Tiles: at most `tmax` rows, a multiple of kMR, and a tile count that is a multiple of the
 // thread count so every thread gets the same number of equal tiles.
 int64_t tile_rows(int64_t B, int64_t tmax) {
@@ -294,11 +262,14 @@ int64_t tile_cap(const NetView<T>& net, int64_t n_bufs_per_layer, int64_t n_bufs
   return std::min(hard_max, std::max<int64_t>(kMR, cap / kMR * kMR));
 }
 
+}  // namespace
+
+// mlp_energy_grad and mlp_energy_grad_backward (declared in mlp_energy_cpu.h: the penalty ops call them too)
 std::tuple<at::Tensor, at::Tensor, at::Tensor> mlp_energy_grad_cpu(const at::Tensor& x, at::TensorList weights_l,
                                                                    at::TensorList biases_l, int64_t act, double slope,
                                                                    bool save) {
   std::vector<at::Tensor> weights(weights_l.begin(), weights_l.end()), biases(biases_l.begin(), biases_l.end());
-  check_mlp("ebmfast.mlp_energy_grad", x, weights, biases, act);
+  check_mlp("ebmfast.mlp_energy_grad", x, weights, biases, act, true);
   const int64_t B = x.size(0), D = x.size(1);
   at::Tensor e = at::empty({B}, x.options());
   at::Tensor g = at::empty({B, D}, x.options());
@@ -325,7 +296,7 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>> mlp_ene
     const at::Tensor& x, at::TensorList weights_l, at::TensorList biases_l, int64_t act, double slope,
     const at::Tensor& saved_in, const at::Tensor& grad_e, const at::Tensor& grad_g) {
   std::vector<at::Tensor> weights(weights_l.begin(), weights_l.end()), biases(biases_l.begin(), biases_l.end());
-  check_mlp("ebmfast.mlp_energy_grad_backward", x, weights, biases, act);
+  check_mlp("ebmfast.mlp_energy_grad_backward", x, weights, biases, act, true);
   const int64_t B = x.size(0);
   TORCH_CHECK(grad_e.sizes() == at::IntArrayRef{B} && grad_e.scalar_type() == x.scalar_type() &&
                   grad_e.is_contiguous(),
@@ -404,13 +375,15 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>> mlp_ene
   return {gx, gw, gb};
 }
 
+namespace {
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> mlp_langevin_chain_cpu(
     const at::Tensor& x0, at::TensorList weights_l, at::TensorList biases_l, int64_t act, double slope,
     int64_t n_steps, double step_size, double noise_scale, double ref_coef, int64_t seed,
     c10::optional<double> lo, c10::optional<double> hi, int64_t clip_mode, double clip_value, int64_t every,
     bool record_trajectory, bool record_energies, bool check_finite) {
   std::vector<at::Tensor> weights(weights_l.begin(), weights_l.end()), biases(biases_l.begin(), biases_l.end());
-  check_mlp("ebmfast.mlp_langevin_chain", x0, weights, biases, act);
+  check_mlp("ebmfast.mlp_langevin_chain", x0, weights, biases, act, true);
   TORCH_CHECK(n_steps >= 0, "ebmfast.mlp_langevin_chain: n_steps must be >= 0, got ", n_steps);
   TORCH_CHECK(every >= 1, "ebmfast.mlp_langevin_chain: every must be >= 1, got ", every);
   TORCH_CHECK(clip_mode >= 0 && clip_mode <= 2, "ebmfast.mlp_langevin_chain: clip_mode must be 0, 1 or 2, got ",
@@ -461,19 +434,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> mlp_langevin_chain_cp
 }
 
 }  // namespace
-
-// Entry points for the other CPU ops (csrc/cpu/mlp_energy_cpu.h).
-std::tuple<at::Tensor, at::Tensor, at::Tensor> energy_grad_cpu(const at::Tensor& x, at::TensorList weights,
-                                                               at::TensorList biases, int64_t act, double slope,
-                                                               bool save) {
-  return mlp_energy_grad_cpu(x, weights, biases, act, slope, save);
-}
-
-std::tuple<at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>> energy_grad_backward_cpu(
-    const at::Tensor& x, at::TensorList weights, at::TensorList biases, int64_t act, double slope,
-    const at::Tensor& saved, const at::Tensor& grad_e, const at::Tensor& grad_g) {
-  return mlp_energy_grad_backward_cpu(x, weights, biases, act, slope, saved, grad_e, grad_g);
-}
 
 TORCH_LIBRARY_IMPL(ebmfast, CPU, m) {
   m.impl("mlp_energy_grad", &mlp_energy_grad_cpu);

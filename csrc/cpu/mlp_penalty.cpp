@@ -14,6 +14,7 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
 #include <ATen/ops/zeros.h>
+#include <ATen/ops/zeros_like.h>
 #include <c10/util/Optional.h>
 #include <torch/library.h>
 
@@ -38,7 +39,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> mlp_grad_norm_penalty
     const at::Tensor& x, at::TensorList weights, at::TensorList biases, int64_t act, double slope, double lipschitz,
     int64_t reduction) {
   check_reduction("ebmfast.mlp_grad_norm_penalty", reduction);
-  auto [e, g, saved] = energy_grad_cpu(x, weights, biases, act, slope, true);
+  auto [e, g, saved] = mlp_energy_grad_cpu(x, weights, biases, act, slope, true);
   const int64_t B = g.size(0), D = g.size(1);
   at::Tensor pen = reduction == 0 ? at::empty({B}, x.options()) : at::empty({}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "mlp_grad_norm_penalty_cpu", [&] {
@@ -62,7 +63,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> mlp_grad_norm_penalty
 
 std::tuple<at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>> mlp_grad_norm_penalty_backward_cpu(
     const at::Tensor& x, at::TensorList weights, at::TensorList biases, int64_t act, double slope,
-    const at::Tensor& saved, const at::Tensor& grad, const at::Tensor& grad_penalty,
+    const at::Tensor& saved, const at::Tensor& grad, const c10::optional<at::Tensor>& grad_penalty,
     const c10::optional<at::Tensor>& grad_energy, double lipschitz, int64_t reduction) {
   const char* op = "ebmfast.mlp_grad_norm_penalty_backward";
   check_reduction(op, reduction);
@@ -70,13 +71,16 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>> mlp_gra
   TORCH_CHECK(grad.sizes() == x.sizes() && grad.scalar_type() == x.scalar_type() && grad.is_contiguous(), op,
               ": grad must be the contiguous grad_x E of the forward, shaped like x ", x.sizes(), ", got ",
               grad.sizes());
-  TORCH_CHECK(grad_penalty.scalar_type() == x.scalar_type() &&
-                  (reduction == 0 ? grad_penalty.sizes() == at::IntArrayRef{B} : grad_penalty.dim() == 0),
-              op, ": grad_penalty must be ", reduction == 0 ? "[B]" : "a 0-dim tensor", " of x's dtype, got ",
-              grad_penalty.sizes());
+  const bool has_gp = grad_penalty.has_value() && grad_penalty->defined();
+  if (has_gp)
+    TORCH_CHECK(grad_penalty->scalar_type() == x.scalar_type() &&
+                    (reduction == 0 ? grad_penalty->sizes() == at::IntArrayRef{B} : grad_penalty->dim() == 0),
+                op, ": grad_penalty must be ", reduction == 0 ? "[B]" : "a 0-dim tensor", " of x's dtype, got ",
+                grad_penalty->sizes());
   at::Tensor ge = grad_energy.has_value() && grad_energy->defined() ? grad_energy->contiguous()
                                                                     : at::zeros({B}, x.options());
-  at::Tensor gpen = grad_penalty.contiguous();
+  if (!has_gp) return mlp_energy_grad_backward_cpu(x, weights, biases, act, slope, saved, ge, at::zeros_like(grad));
+  at::Tensor gpen = grad_penalty->contiguous();
   at::Tensor v = at::empty_like(grad);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "mlp_grad_norm_penalty_backward_cpu", [&] {
     const scalar_t* gp = grad.const_data_ptr<scalar_t>();
@@ -96,7 +100,7 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>> mlp_gra
       for (int64_t j = 0; j < D; ++j) vp[b * D + j] = static_cast<scalar_t>(coef * double(gp[b * D + j]));
     }
   });
-  return energy_grad_backward_cpu(x, weights, biases, act, slope, saved, ge, v);
+  return mlp_energy_grad_backward_cpu(x, weights, biases, act, slope, saved, ge, v);
 }
 
 }  // namespace

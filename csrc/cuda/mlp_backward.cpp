@@ -20,90 +20,23 @@
 #include <tuple>
 #include <vector>
 
-#include "ebmfast/mlp_activation.h"  // kNumMLPActs
 #include "mlp_backward_kernel.cuh"
+#include "mlp_launch.h"
 #include "mlp_pack.h"
 
 namespace ebmfast {
 namespace {
 
-constexpr const char* kBwdOp = "ebmfast.mlp_energy_grad_backward";
 
-DType bwd_dtype(at::ScalarType t) {
-  switch (t) {
-    case at::kFloat: return DType::kFloat32;
-    case at::kDouble: return DType::kFloat64;
-    default: TORCH_CHECK(false, kBwdOp, ": x must be float32 or float64, got ", t);
-  }
-  return DType::kFloat32;  // unreachable
-}
-
-// The CPU op's checks (csrc/cpu/mlp_energy.cpp check_mlp), plus CUDA device and the kernel's limits.
-MLPNetDesc check_and_describe_bwd(const at::Tensor& x, at::TensorList weights, at::TensorList biases, int64_t act) {
-  const char* op = kBwdOp;
-  TORCH_CHECK(x.is_cuda(), op, " (cuda): x must be a CUDA tensor, got device ", x.device());
-  TORCH_CHECK(x.dim() == 2, op, ": x must have shape [B, D], got ", x.sizes());
-  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble, op,
-              ": x must be float32 or float64, got ", x.scalar_type());
-  TORCH_CHECK(x.is_contiguous(), op, ": x must be contiguous");
-  TORCH_CHECK(!weights.empty(), op, ": weights must hold at least the output layer [1, w]");
-  TORCH_CHECK(biases.empty() || biases.size() == weights.size(), op, ": biases must be empty or one per weight (",
-              weights.size(), "), got ", biases.size());
-  TORCH_CHECK(act >= 0 && act < kNumMLPActs, op, ": act must be an activation code in [0, ", kNumMLPActs,
-              "), got ", act, " (relu=0, leaky_relu=1, silu=2, softplus=3, elu=4, tanh=5, gelu=6)");
-  MLPNetDesc net{};
-  net.B = x.size(0);
-  net.D = x.size(1);
-  net.NH = static_cast<int64_t>(weights.size()) - 1;
-  net.act = act;
-  int64_t fan_in = net.D, wmax = 0;
-  for (size_t i = 0; i < weights.size(); ++i) {
-    const auto& w = weights[i];
-    TORCH_CHECK(w.dim() == 2 && w.size(1) == fan_in, op, ": weights[", i, "] must have shape [out, ", fan_in,
-                "], got ", w.sizes());
-    TORCH_CHECK(w.scalar_type() == x.scalar_type(), op, ": weights[", i, "] dtype ", w.scalar_type(),
-                " != x dtype ", x.scalar_type());
-    TORCH_CHECK(w.device() == x.device(), op, ": weights[", i, "] must be on x's device ", x.device(), ", got ",
-                w.device());
-    if (!biases.empty()) {
-      const auto& b = biases[i];
-      TORCH_CHECK(b.dim() == 1 && b.size(0) == w.size(0) && b.scalar_type() == x.scalar_type() &&
-                      b.device() == x.device(),
-                  op, ": biases[", i, "] must be a [", w.size(0), "] tensor of x's dtype and device, got ", b.sizes(),
-                  " ", b.scalar_type(), " on ", b.device());
-    }
-    if (i + 1 < weights.size()) {
-      if (static_cast<int64_t>(i) < kMLPCudaMaxHidden) net.widths[i] = w.size(0);
-      wmax = std::max(wmax, w.size(0));
-    }
-    fan_in = w.size(0);
-  }
-  TORCH_CHECK(fan_in == 1, op, ": the last weight must have shape [1, w] (scalar energy), got ",
-              weights.back().sizes());
-  // the CUDA kernel's limits (the same as the CUDA forward's)
-  TORCH_CHECK(net.NH >= 1 && net.NH <= kMLPCudaMaxHidden, op, " (cuda): 1..", kMLPCudaMaxHidden,
-              " hidden layers supported, got ", net.NH, " (use backend='ref')");
-  TORCH_CHECK(net.D >= 1 && net.D <= kMLPCudaMaxD, op, " (cuda): input dim D in 1..", kMLPCudaMaxD,
-              " supported, got ", net.D, " (use backend='ref')");
-  net.HP = mlp_cuda_padded_width(wmax);
-  TORCH_CHECK(net.HP > 0, op, " (cuda): hidden widths <= 128 supported, got ", wmax, " (use backend='ref')");
-  return net;
-}
-
-
-void check_bwd_launch(int err) {
-  TORCH_CHECK(err != kMLPErrSmem, kBwdOp,
-              " (cuda): the network does not fit in shared memory (use backend='ref'): even with one hidden "
-              "matrix staged at a time the block needs W_1 [HP, D] and one [HP, HP] matrix there");
-  TORCH_CHECK(err != kMLPErrShape && err != kMLPErrDType, kBwdOp, " (cuda): unsupported network (error ", err, ")");
-  TORCH_CHECK(err == 0, kBwdOp, ": CUDA launch failed: ", cudaGetErrorString(static_cast<cudaError_t>(err)));
-}
+constexpr const char* kFallback = "'ref'";
+constexpr const char* kSmemDetail =
+    ": even with one hidden matrix staged at a time the block needs W_1 [HP, D] and one [HP, HP] matrix there";
 
 std::tuple<at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>> mlp_energy_grad_backward_cuda(
     const at::Tensor& x, at::TensorList weights, at::TensorList biases, int64_t act, double slope,
     const at::Tensor& saved_in, const at::Tensor& grad_e, const at::Tensor& grad_g) {
-  const char* op = kBwdOp;
-  const MLPNetDesc net = check_and_describe_bwd(x, weights, biases, act);
+  const char* op = "ebmfast.mlp_energy_grad_backward";
+  const MLPNetDesc net = describe_mlp_cuda(op, x, weights, biases, act, kFallback);
   const int64_t B = net.B, D = net.D, NH = net.NH, HP = net.HP;
   TORCH_CHECK(grad_e.sizes() == at::IntArrayRef{B} && grad_e.scalar_type() == x.scalar_type() &&
                   grad_e.is_contiguous() && grad_e.device() == x.device(),
@@ -122,11 +55,11 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>> mlp_ene
                     saved_in.scalar_type() == x.scalar_type() && saved_in.device() == x.device(),
                 op, ": saved must be the [", B, ", ", S,
                 "] tensor from mlp_energy_grad(save=True) on x's device (or empty), got ", saved_in.sizes());
-  const DType dt = bwd_dtype(x.scalar_type());
+  const DType dt = mlp_dtype(op, x.scalar_type());
   c10::cuda::CUDAGuard guard(x.device());
 
   MLPBackwardPlan plan;
-  check_bwd_launch(mlp_backward_cuda_plan(dt, net, &plan));
+  check_mlp_launch(op, kFallback, mlp_backward_cuda_plan(dt, net, &plan), kSmemDetail);
   at::Tensor gx = at::empty_like(x);
   at::Tensor acc;
   if (B > 0) {
@@ -135,11 +68,12 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>> mlp_ene
     at::Tensor partial = at::empty({plan.n_blocks, plan.width}, x.options());
     // the tile state (a_l, g_l) when it does not fit in shared memory next to the weights
     at::Tensor scratch = at::empty({plan.n_blocks * plan.scratch_per_block}, x.options());
-    check_bwd_launch(mlp_energy_grad_backward_cuda_launch(
+    check_mlp_launch(op, kFallback, mlp_energy_grad_backward_cuda_launch(
         dt, x.const_data_ptr(), params.const_data_ptr(), use_saved ? saved_in.const_data_ptr() : nullptr,
         grad_e.const_data_ptr(), grad_g.const_data_ptr(), gx.mutable_data_ptr(), partial.mutable_data_ptr(),
         plan.scratch_per_block > 0 ? scratch.mutable_data_ptr() : nullptr, net, plan,
-        at::cuda::getCurrentCUDAStream().stream()));
+        at::cuda::getCurrentCUDAStream().stream()),
+                     kSmemDetail);
     acc = partial.sum(0);  // deterministic reduction over the blocks
   } else {
     acc = at::zeros({mlp_backward_partial_width(net)}, x.options());

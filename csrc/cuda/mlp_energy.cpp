@@ -18,72 +18,19 @@
 #include <vector>
 
 #include "mlp_energy_kernel.cuh"
+#include "mlp_launch.h"
 #include "mlp_pack.h"
 
 namespace ebmfast {
 namespace {
 
-DType mlp_dtype(const char* op, at::ScalarType t) {
-  switch (t) {
-    case at::kFloat: return DType::kFloat32;
-    case at::kDouble: return DType::kFloat64;
-    default: TORCH_CHECK(false, op, ": x must be float32 or float64, got ", t);
-  }
-  return DType::kFloat32;  // unreachable
-}
-
-// Same checks as the CPU kernels (csrc/cpu/mlp_energy.cpp), plus the CUDA kernels' limits.
-MLPNetDesc check_and_describe(const char* op, const at::Tensor& x, at::TensorList weights, at::TensorList biases,
-                              int64_t act) {
-  TORCH_CHECK(x.is_cuda(), op, " (cuda): x must be a CUDA tensor");
-  TORCH_CHECK(x.dim() == 2 && x.is_contiguous(), op, ": x must be a contiguous [B, D] tensor, got ", x.sizes());
-  TORCH_CHECK(!weights.empty(), op, ": weights must hold at least the output layer [1, w]");
-  TORCH_CHECK(biases.empty() || biases.size() == weights.size(), op, ": biases must be empty or one per weight");
-  TORCH_CHECK(act >= 0 && act < 7, op, ": act must be an activation code in [0, 7), got ", act);
-  MLPNetDesc net{};
-  net.B = x.size(0);
-  net.D = x.size(1);
-  net.NH = static_cast<int64_t>(weights.size()) - 1;
-  net.act = act;
-  TORCH_CHECK(net.NH >= 1 && net.NH <= kMLPCudaMaxHidden, op, " (cuda): 1..", kMLPCudaMaxHidden,
-              " hidden layers supported, got ", net.NH, " (use backend='triton' or 'ref')");
-  TORCH_CHECK(net.D >= 1 && net.D <= kMLPCudaMaxD, op, " (cuda): input dim D <= ", kMLPCudaMaxD, " supported, got ",
-              net.D);
-  int64_t fan_in = net.D, wmax = 0;
-  for (size_t i = 0; i < weights.size(); ++i) {
-    const auto& w = weights[i];
-    TORCH_CHECK(w.dim() == 2 && w.size(1) == fan_in && w.scalar_type() == x.scalar_type() &&
-                    w.device() == x.device(),
-                op, ": weights[", i, "] must be a [out, ", fan_in, "] tensor of x's dtype and device, got ",
-                w.sizes());
-    if (!biases.empty())
-      TORCH_CHECK(biases[i].dim() == 1 && biases[i].size(0) == w.size(0) &&
-                      biases[i].scalar_type() == x.scalar_type() && biases[i].device() == x.device(),
-                  op, ": biases[", i, "] must be a [", w.size(0), "] tensor of x's dtype and device");
-    if (i + 1 < weights.size()) {
-      net.widths[i] = w.size(0);
-      wmax = std::max(wmax, w.size(0));
-    }
-    fan_in = w.size(0);
-  }
-  TORCH_CHECK(fan_in == 1, op, ": the last weight must have shape [1, w], got ", weights.back().sizes());
-  net.HP = mlp_cuda_padded_width(wmax);
-  TORCH_CHECK(net.HP > 0, op, " (cuda): hidden widths <= 128 supported, got ", wmax, " (use backend='triton')");
-  return net;
-}
-
-
-void check_launch(const char* op, int err) {
-  TORCH_CHECK(err != kMLPErrSmem, op, " (cuda): the network does not fit in shared memory (use backend='triton')");
-  TORCH_CHECK(err != kMLPErrShape && err != kMLPErrDType, op, " (cuda): unsupported network (error ", err, ")");
-  TORCH_CHECK(err == 0, op, ": CUDA launch failed: ", cudaGetErrorString(static_cast<cudaError_t>(err)));
-}
+constexpr const char* kFallback = "'triton' or 'ref'";
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> mlp_energy_grad_cuda(const at::Tensor& x, at::TensorList weights,
                                                                     at::TensorList biases, int64_t act, double slope,
                                                                     bool save) {
   const char* op = "ebmfast.mlp_energy_grad";
-  const MLPNetDesc net = check_and_describe(op, x, weights, biases, act);
+  const MLPNetDesc net = describe_mlp_cuda(op, x, weights, biases, act, kFallback);
   c10::cuda::CUDAGuard guard(x.device());
   at::Tensor e = at::empty({net.B}, x.options());
   at::Tensor g = at::empty({net.B, net.D}, x.options());
@@ -92,7 +39,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> mlp_energy_grad_cuda(const at::Te
   at::Tensor saved = save ? at::empty({net.B, S}, x.options()) : at::empty({0}, x.options());
   if (net.B == 0) return {e, g, saved};
   const at::Tensor params = pack_mlp_params_cuda(x, weights, biases, slope, net);
-  check_launch(op, mlp_energy_grad_cuda_launch(mlp_dtype(op, x.scalar_type()), x.const_data_ptr(),
+  check_mlp_launch(op, kFallback, mlp_energy_grad_cuda_launch(mlp_dtype(op, x.scalar_type()), x.const_data_ptr(),
                                                params.const_data_ptr(), e.mutable_data_ptr(), g.mutable_data_ptr(),
                                                save ? saved.mutable_data_ptr() : nullptr, net,
                                                at::cuda::getCurrentCUDAStream().stream()));
@@ -105,7 +52,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> mlp_langevin_chain_cu
     c10::optional<double> hi, int64_t clip_mode, double clip_value, int64_t every, bool record_trajectory,
     bool record_energies, bool check_finite) {
   const char* op = "ebmfast.mlp_langevin_chain";
-  const MLPNetDesc net = check_and_describe(op, x0, weights, biases, act);
+  const MLPNetDesc net = describe_mlp_cuda(op, x0, weights, biases, act, kFallback);
   TORCH_CHECK(n_steps >= 0 && n_steps < INT32_MAX, op, ": n_steps must be in [0, 2^31 - 1), got ", n_steps);
   TORCH_CHECK(every >= 1, op, ": every must be >= 1, got ", every);
   TORCH_CHECK(clip_mode >= 0 && clip_mode <= 2, op, ": clip_mode must be 0, 1 or 2, got ", clip_mode);
@@ -135,7 +82,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> mlp_langevin_chain_cu
     p.record_energies = record_energies;
     p.check_finite = check_finite;
     const at::Tensor params = pack_mlp_params_cuda(x0, weights, biases, slope, net);
-    check_launch(op, mlp_chain_cuda_launch(mlp_dtype(op, x0.scalar_type()), x0.const_data_ptr(),
+    check_mlp_launch(op, kFallback, mlp_chain_cuda_launch(mlp_dtype(op, x0.scalar_type()), x0.const_data_ptr(),
                                            params.const_data_ptr(), x.mutable_data_ptr(),
                                            record_trajectory ? traj.mutable_data_ptr() : nullptr,
                                            record_energies ? ens.mutable_data_ptr() : nullptr,

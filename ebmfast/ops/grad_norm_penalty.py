@@ -42,6 +42,7 @@ def penalty_from_grad(g: torch.Tensor, lipschitz: Optional[float], reduction: st
 
 
 _REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
+_REDUCTION_NAMES = {v: k for k, v in _REDUCTIONS.items()}
 
 
 def _lip_code(lipschitz: Optional[float]) -> float:
@@ -54,22 +55,26 @@ def mlp_grad_norm_penalty_ref(x, weights, biases, act: int, slope: float, lipsch
     from .mlp_energy import mlp_energy_grad_ref
 
     e, g = mlp_energy_grad_ref(x, weights, biases, act, slope)
-    red = {v: k for k, v in _REDUCTIONS.items()}[int(reduction)]
-    return penalty_from_grad(g, lipschitz if lipschitz > 0 else None, red), e, g, x.new_empty(0)
+    pen = penalty_from_grad(g, lipschitz if lipschitz > 0 else None, _REDUCTION_NAMES[int(reduction)])
+    return pen, e, g, x.new_empty(0)
 
 
 def mlp_grad_norm_penalty_backward_ref(x, weights, biases, act: int, slope: float, grad_penalty, grad_energy,
-                                       lipschitz: float, reduction: int):
-    """Reference of ebmfast::mlp_grad_norm_penalty_backward (autograd through the reference)."""
-    leaf = [t.detach().requires_grad_(True) for t in [x, *weights, *biases]]
+                                       lipschitz: float, reduction: int, create_graph: bool = False):
+    """Reference of ebmfast::mlp_grad_norm_penalty_backward: autograd through the reference, with
+    either cotangent None (= 0). create_graph=True keeps the result differentiable w.r.t. the
+    inputs that require grad (the penalty node's double backward uses this)."""
+    leaf = [t if (create_graph and t.requires_grad) else t.detach().requires_grad_(True)
+            for t in [x, *weights, *biases]]
     xs, ws, bs = leaf[0], leaf[1:1 + len(weights)], leaf[1 + len(weights):]
     with torch.enable_grad():
         pen, e, _, _ = mlp_grad_norm_penalty_ref(xs, ws, bs, act, slope, lipschitz, reduction)
-        outs, cots = [pen], [grad_penalty]
-        if grad_energy is not None:
-            outs.append(e)
-            cots.append(grad_energy)
-        grads = torch.autograd.grad(outs, leaf, cots, allow_unused=True, materialize_grads=True)
+        pairs = [(o, c) for o, c in ((pen, grad_penalty), (e, grad_energy)) if c is not None]
+        if not pairs:
+            return torch.zeros_like(x), [torch.zeros_like(w) for w in weights], [torch.zeros_like(b) for b in biases]
+        outs, cots = zip(*pairs)
+        grads = torch.autograd.grad(outs, leaf, cots, allow_unused=True, materialize_grads=True,
+                                    create_graph=create_graph)
     return grads[0], list(grads[1:1 + len(weights)]), list(grads[1 + len(weights):])
 
 
@@ -84,18 +89,9 @@ def _fake_penalty_backward(x, weights, biases, act, slope, saved, grad, grad_pen
     return torch.empty_like(x), [torch.empty_like(w) for w in weights], [torch.empty_like(b) for b in biases]
 
 
-_PENALTY_OPS = []
-
-
 def _has_penalty_ops() -> bool:
-    """The CPU penalty ops are in the extension (fake kernels registered once)."""
-    if not _PENALTY_OPS:
-        ok = hasattr(torch.ops.ebmfast, "mlp_grad_norm_penalty")
-        if ok:
-            torch.library.register_fake("ebmfast::mlp_grad_norm_penalty")(_fake_penalty)
-            torch.library.register_fake("ebmfast::mlp_grad_norm_penalty_backward")(_fake_penalty_backward)
-        _PENALTY_OPS.append(ok)
-    return _PENALTY_OPS[0]
+    """The extension holds the CPU penalty ops (their fake kernels: mlp_energy._register)."""
+    return hasattr(torch.ops.ebmfast, "mlp_grad_norm_penalty")
 
 
 class _MLPGradNormPenalty(torch.autograd.Function):
@@ -122,31 +118,16 @@ class _MLPGradNormPenalty(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_pen, grad_e):
-        from .mlp_energy import mlp_energy_grad_ref
-
         x, saved, g, *params = ctx.saved_tensors
-        weights, biases = params[:ctx.n_w], params[ctx.n_w:]
-        inputs_need = ctx.needs_input_grad
+        weights, biases = list(params[:ctx.n_w]), list(params[ctx.n_w:])
+        args = (x, weights, biases, ctx.act, ctx.slope)
+        lip, red = _lip_code(ctx.lipschitz), _REDUCTIONS[ctx.reduction]
         if torch.is_grad_enabled():  # create_graph=True: differentiate the reference instead
-            leaf = lambda t: t if t.requires_grad else t.detach().requires_grad_(True)  # noqa: E731
-            with torch.enable_grad():
-                xs, ps = leaf(x), [leaf(p) for p in params]
-                e, gg = mlp_energy_grad_ref(xs, ps[:ctx.n_w], ps[ctx.n_w:], ctx.act, ctx.slope)
-                pen = penalty_from_grad(gg, ctx.lipschitz, ctx.reduction)
-                outs, cots = [], []
-                for out, cot in ((pen, grad_pen), (e, grad_e)):
-                    if cot is not None:
-                        outs.append(out)
-                        cots.append(cot)
-                grads = torch.autograd.grad(outs, [xs] + ps, cots, allow_unused=True, create_graph=True)
-            grads = [torch.zeros_like(t) if gr is None else gr for gr, t in zip(grads, [x] + params)]
-            return (grads[0] if inputs_need[0] else None, None, None, None, None, None, *grads[1:])
-        if grad_pen is None:
-            grad_pen = x.new_zeros(x.shape[0]) if ctx.reduction == "none" else x.new_zeros(())
-        gx, gw, gb = torch.ops.ebmfast.mlp_grad_norm_penalty_backward.default(
-            x, list(weights), list(biases), ctx.act, ctx.slope, saved, g, grad_pen, grad_e,
-            _lip_code(ctx.lipschitz), _REDUCTIONS[ctx.reduction])
-        return (gx if inputs_need[0] else None, None, None, None, None, None, *gw, *gb)
+            gx, gw, gb = mlp_grad_norm_penalty_backward_ref(*args, grad_pen, grad_e, lip, red, create_graph=True)
+        else:
+            gx, gw, gb = torch.ops.ebmfast.mlp_grad_norm_penalty_backward.default(*args, saved, g, grad_pen, grad_e,
+                                                                               lip, red)
+        return (gx if ctx.needs_input_grad[0] else None, None, None, None, None, None, *gw, *gb)
 
 
 def grad_norm_penalty(energy, x: torch.Tensor, lipschitz: Optional[float] = None, reduction: str = "mean",

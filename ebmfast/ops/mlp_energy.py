@@ -307,6 +307,11 @@ def _register() -> bool:
     torch.library.register_fake("ebmfast::mlp_energy_grad_backward")(_fake_energy_grad_backward)
     torch.library.register_fake("ebmfast::mlp_langevin_chain")(_fake_chain)
     torch.library.register_autograd("ebmfast::mlp_energy_grad", _backward, setup_context=_setup_context)
+    if hasattr(torch.ops.ebmfast, "mlp_grad_norm_penalty"):  # CPU penalty ops (an older build may lack them)
+        from .grad_norm_penalty import _fake_penalty, _fake_penalty_backward
+
+        torch.library.register_fake("ebmfast::mlp_grad_norm_penalty")(_fake_penalty)
+        torch.library.register_fake("ebmfast::mlp_grad_norm_penalty_backward")(_fake_penalty_backward)
     _REGISTERED = True
     return True
 

@@ -1,6 +1,6 @@
 """Shared by the CUDA-emulator tests (test_mlp_cuda_emulated.py, test_mlp_cuda_backward_emulated.py):
-building a harness from a real .cu file against tests/ops/cuda_emu/cuda_runtime.h, random MLPs,
-and the packed parameter layout of the CUDA launchers (csrc/cuda/mlp_pack.h)."""
+building a harness from a real .cu file against tests/ops/cuda_emu/cuda_runtime.h, and the packed
+parameter layout of the CUDA launchers (csrc/cuda/mlp_pack.h). Random MLPs: ebmfast_testing.random_net."""
 from __future__ import annotations
 
 import shutil
@@ -22,16 +22,6 @@ def build_harness(tmp_dir: Path, source: str) -> Path:
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, f"building the emulation harness failed:\n{res.stderr[-4000:]}"
     return exe
-
-
-def random_net(d, hidden, bias=True, scale=1.5, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    dims = (d,) + tuple(hidden) + (1,)
-    ws = [scale * torch.randn(dims[i + 1], dims[i], generator=g, dtype=torch.float64) / dims[i] ** 0.5
-          for i in range(len(dims) - 1)]
-    bs = [0.5 * torch.randn(dims[i + 1], generator=g, dtype=torch.float64) for i in range(len(dims) - 1)] if bias \
-        else []
-    return ws, bs
 
 
 def pack_params(ws, bs, slope, hp):

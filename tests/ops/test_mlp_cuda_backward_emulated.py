@@ -24,11 +24,10 @@ import torch
 
 from ebmfast.ops.mlp_energy import mlp_energy_grad_backward_ref, mlp_energy_grad_saved_ref
 from ebmfast.ops import _triton_mlp_register as _treg
-from ebmfast_testing import TOLERANCES
+from ebmfast_testing import TOLERANCES, random_net as _net
 
-from cuda_emu_helpers import GXX, build_harness  # noqa: E402
-from cuda_emu_helpers import pack_params as _pack  # noqa: E402
-from cuda_emu_helpers import random_net as _net  # noqa: E402
+from cuda_emu_helpers import GXX, build_harness, pack_params as _pack
+
 pytestmark = pytest.mark.skipif(GXX is None, reason="g++ is not installed")
 
 SLOPE = 0.07

@@ -19,9 +19,10 @@ import torch
 
 from ebmfast.ops.mlp_energy import mlp_energy_grad_ref, mlp_energy_grad_saved_ref, mlp_langevin_chain_ref
 
-from cuda_emu_helpers import GXX, build_harness  # noqa: E402
-from cuda_emu_helpers import pack_params as _pack  # noqa: E402
-from cuda_emu_helpers import random_net as _net  # noqa: E402
+from ebmfast_testing import random_net as _net
+
+from cuda_emu_helpers import GXX, build_harness, pack_params as _pack
+
 pytestmark = pytest.mark.skipif(GXX is None, reason="g++ is not installed")
 
 H100 = dict(smem_optin=232448, sm_count=132)  # few particles per SM -> 1 row per warp

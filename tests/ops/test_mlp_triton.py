@@ -22,6 +22,7 @@ from ebmfast.ops.mlp_energy import (mlp_energy_grad, mlp_energy_grad_ref, mlp_en
                                     mlp_langevin_chain, mlp_langevin_chain_ref)
 from ebmfast.ops.philox import philox_normal_ref
 from ebmfast.samplers import Langevin
+from ebmfast_testing import random_net as _net
 
 pytestmark = [
     pytest.mark.triton,
@@ -38,16 +39,6 @@ def _ops():
     from ebmfast.ops._triton_mlp_register import triton_ops
 
     return triton_ops()
-
-
-def _net(d, hidden, dtype=torch.float64, bias=True, scale=1.5, seed=0):
-    """Random weights [w_1, D], ..., [1, w_H] (larger than default init: every activation regime)."""
-    g = torch.Generator().manual_seed(seed)
-    dims = (d,) + tuple(hidden) + (1,)
-    ws = [scale * torch.randn(dims[i + 1], dims[i], generator=g, dtype=dtype) / dims[i] ** 0.5
-          for i in range(len(dims) - 1)]
-    bs = [0.5 * torch.randn(dims[i + 1], generator=g, dtype=dtype) for i in range(len(dims) - 1)] if bias else []
-    return ws, bs
 
 
 def _close(a, b, where, dtype=torch.float64, scale=1.0):

@@ -28,7 +28,7 @@ from ebmfast.ops import mlp_energy as mlp_mod
 from ebmfast.ops.grad_norm_penalty import penalty_from_grad
 from ebmfast.ops.mlp_activations import CODE_NAMES
 from ebmfast.ops.mlp_energy import mlp_energy_grad_backward_ref
-from ebmfast_testing import TOLERANCES
+from ebmfast_testing import TOLERANCES, random_net as _net
 
 pytestmark = [
     pytest.mark.triton,
@@ -44,16 +44,6 @@ def _launch(*args, **kw):
     from ebmfast.ops._triton_mlp_register import energy_grad_backward_launch
 
     return energy_grad_backward_launch(*args, **kw)
-
-
-def _net(d, hidden, dtype=torch.float64, bias=True, scale=1.5, seed=0):
-    """Random weights [w_1, D], ..., [1, w_H] (larger than default init: every activation regime)."""
-    g = torch.Generator().manual_seed(seed)
-    dims = (d,) + tuple(hidden) + (1,)
-    ws = [scale * torch.randn(dims[i + 1], dims[i], generator=g, dtype=dtype) / dims[i] ** 0.5
-          for i in range(len(dims) - 1)]
-    bs = [0.5 * torch.randn(dims[i + 1], generator=g, dtype=dtype) for i in range(len(dims) - 1)] if bias else []
-    return ws, bs
 
 
 def _inputs(b, d, zero_ge=False, zero_gg=False, seed=1):

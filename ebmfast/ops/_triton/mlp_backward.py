@@ -39,6 +39,8 @@ float64 dots are "ieee" (exact FMA); float32 ones use DOT_PRECISION_F32, as in t
 import triton
 import triton.language as tl
 
+from .mlp_energy import _get, _matmul, _put  # kept tiles (registers or scratch slots), a @ b
+
 
 
 @triton.jit
@@ -109,12 +111,6 @@ def _act2(z, slope, ACT: tl.constexpr):
 
 
 @triton.jit
-def _mm(a, b, PREC: tl.constexpr):
-    """a [M, K] @ b [K, N] (M, K, N >= 16)."""
-    return tl.dot(a, b, input_precision=PREC, out_dtype=a.dtype)
-
-
-@triton.jit
 def _mm_tn(a, b, PREC: tl.constexpr):
     """a^T @ b for a [K, M], b [K, N]: the sum over the tile's K particles of outer products."""
     return tl.dot(tl.trans(a), b, input_precision=PREC, out_dtype=a.dtype)
@@ -149,33 +145,12 @@ def _w(p_ptr, l: tl.constexpr, DP: tl.constexpr, HP: tl.constexpr):
     return tl.load(p_ptr + HP * DP + (l - 2) * HP * HP + o[:, None] * HP + o[None, :])
 
 
-# ---- the kept tiles: registers, or (SCR) slot `slot` of this program's scratch [3 NH, BLOCK_B, HP]
-@triton.jit
-def _put(t, scr_ptr, slot: tl.constexpr, BLOCK_B: tl.constexpr, HP: tl.constexpr, SCR: tl.constexpr):
-    if SCR:
-        offs = tl.arange(0, BLOCK_B)[:, None] * HP + tl.arange(0, HP)[None, :]
-        tl.store(scr_ptr + slot * BLOCK_B * HP + offs, t)
-        return 0.0
-    else:
-        return t
-
-
-@triton.jit
-def _get(t, scr_ptr, slot: tl.constexpr, BLOCK_B: tl.constexpr, HP: tl.constexpr, SCR: tl.constexpr):
-    if SCR:
-        offs = tl.arange(0, BLOCK_B)[:, None] * HP + tl.arange(0, HP)[None, :]
-        return tl.load(scr_ptr + slot * BLOCK_B * HP + offs)
-    else:
-        return t
-
-
-# ---- one hidden layer l >= 2 of each pass
 @triton.jit
 def _fwd(h, p_ptr, l: tl.constexpr, slope, DP: tl.constexpr, HP: tl.constexpr, NH: tl.constexpr,
          ACT: tl.constexpr, PREC: tl.constexpr):
     """(a_l, h_l) from h_{l-1} [BLOCK_B, HP]."""
     b = tl.load(p_ptr + HP * DP + (NH - 1) * HP * HP + (l - 1) * HP + tl.arange(0, HP))
-    a = _mm(h, _wt(p_ptr, l, DP, HP), PREC) + b[None, :]
+    a = _matmul(h, _wt(p_ptr, l, DP, HP), PREC) + b[None, :]
     hl, _d, _dd = _act2(a, slope, ACT)
     return a, hl
 
@@ -185,14 +160,14 @@ def _gstep(g, a, p_ptr, l: tl.constexpr, slope, DP: tl.constexpr, HP: tl.constex
            PREC: tl.constexpr):
     """g_{l-1} = (g_l * sigma'(a_l)) @ W_l."""
     _h, d, _dd = _act2(a, slope, ACT)
-    return _mm(g * d, _w(p_ptr, l, DP, HP), PREC)
+    return _matmul(g * d, _w(p_ptr, l, DP, HP), PREC)
 
 
 @triton.jit
 def _vstep(v, a, g, p_ptr, part_ptr, l: tl.constexpr, slope, DP: tl.constexpr, HP: tl.constexpr,
            ACT: tl.constexpr, PREC: tl.constexpr):
     """v pass at layer l >= 2: writes d_l^T v_{l-1} to this program's dW_l; returns (v_l, h_l, sigma'_l, r_l)."""
-    u = _mm(v, _wt(p_ptr, l, DP, HP), PREC)
+    u = _matmul(v, _wt(p_ptr, l, DP, HP), PREC)
     h, d, dd = _act2(a, slope, ACT)
     o = tl.arange(0, HP)
     tl.store(part_ptr + HP * DP + (l - 2) * HP * HP + o[:, None] * HP + o[None, :], _mm_tn(g * d, v, PREC))
@@ -208,7 +183,7 @@ def _sstep(s, a_prev, r_prev, p_ptr, part_ptr, l: tl.constexpr, slope, DP: tl.co
     tl.store(part_ptr + HP * DP + (NH - 1) * HP * HP + (l - 1) * HP + o, tl.sum(s, axis=0))
     wp = part_ptr + HP * DP + (l - 2) * HP * HP + o[:, None] * HP + o[None, :]
     tl.store(wp, tl.load(wp) + _mm_tn(s, h, PREC))
-    return r_prev + _mm(s, _w(p_ptr, l, DP, HP), PREC) * d
+    return r_prev + _matmul(s, _w(p_ptr, l, DP, HP), PREC) * d
 
 
 @triton.jit(do_not_specialize=["B"])
@@ -242,7 +217,7 @@ def _mlp_energy_grad_bwd_kernel(
     R0: tl.constexpr = 2 * NH - 1
 
     # ---- 1. forward: a_l
-    a1 = _mm(x, _w1t(p_ptr, DP, DQ, HP), PREC) + tl.load(bias_base + offs_h)[None, :]
+    a1 = _matmul(x, _w1t(p_ptr, DP, DQ, HP), PREC) + tl.load(bias_base + offs_h)[None, :]
     h, _d, _dd = _act2(a1, slope, ACT)
     a1 = _put(a1, scr, 0, BLOCK_B, HP, SCR)
     if NH >= 2:
@@ -288,7 +263,7 @@ def _mlp_energy_grad_bwd_kernel(
     # ---- 3. v pass (layer 1 at width DQ, then l = 2..NH); keeps r_l
     v0 = tl.load(gg_ptr + idx, mask=mask, other=0.0).to(ACC)
     ge = tl.load(ge_ptr + rows, mask=rmask, other=0.0).to(ACC)
-    u = _mm(v0, _w1t(p_ptr, DP, DQ, HP), PREC)
+    u = _matmul(v0, _w1t(p_ptr, DP, DQ, HP), PREC)
     h, d, dd = _act2(_get(a1, scr, 0, BLOCK_B, HP, SCR), slope, ACT)
     g = _get(g1, scr, G0 + 1, BLOCK_B, HP, SCR)
     wq = tl.arange(0, DQ)[None, :]
@@ -343,5 +318,5 @@ def _mlp_energy_grad_bwd_kernel(
     tl.store(part + HP * DP + (NH - 1) * HP * HP + offs_h, tl.sum(s, axis=0))
     w1p = part + offs_h[:, None] * DP + wq
     tl.store(w1p, tl.load(w1p, mask=wq < DP, other=0.0) + _mm_tn(s, x, PREC), mask=wq < DP)
-    gx = _mm(s, _w1(p_ptr, DP, DQ, HP), PREC)
+    gx = _matmul(s, _w1(p_ptr, DP, DQ, HP), PREC)
     tl.store(gx_ptr + idx, gx.to(gx_ptr.dtype.element_ty), mask=mask)

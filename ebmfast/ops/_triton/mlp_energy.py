@@ -104,24 +104,25 @@ def _hidden_bwd(gz, p_ptr, l, DP: tl.constexpr, HP: tl.constexpr, PREC: tl.const
     return _matmul(gz, w, PREC)
 
 
+# ---- tiles kept for a later pass: in registers, or (SCR) slot `slot` of this program's scratch
+# [n_slots, BLOCK_B, HP] (also used by the backward kernel, _triton/mlp_backward.py)
 @triton.jit
-def _keep(d, scr_ptr, l: tl.constexpr, BLOCK_B: tl.constexpr, HP: tl.constexpr, SCR: tl.constexpr):
-    """act'(a_l) for the backward: in registers, or (SCR) in this program's scratch rows."""
+def _put(t, scr_ptr, slot: tl.constexpr, BLOCK_B: tl.constexpr, HP: tl.constexpr, SCR: tl.constexpr):
     if SCR:
         offs = tl.arange(0, BLOCK_B)[:, None] * HP + tl.arange(0, HP)[None, :]
-        tl.store(scr_ptr + (l - 1) * BLOCK_B * HP + offs, d)
+        tl.store(scr_ptr + slot * BLOCK_B * HP + offs, t)
         return 0.0
     else:
-        return d
+        return t
 
 
 @triton.jit
-def _fetch(d, scr_ptr, l: tl.constexpr, BLOCK_B: tl.constexpr, HP: tl.constexpr, SCR: tl.constexpr):
+def _get(t, scr_ptr, slot: tl.constexpr, BLOCK_B: tl.constexpr, HP: tl.constexpr, SCR: tl.constexpr):
     if SCR:
         offs = tl.arange(0, BLOCK_B)[:, None] * HP + tl.arange(0, HP)[None, :]
-        return tl.load(scr_ptr + (l - 1) * BLOCK_B * HP + offs)
+        return tl.load(scr_ptr + slot * BLOCK_B * HP + offs)
     else:
-        return d
+        return t
 
 
 @triton.jit
@@ -169,27 +170,27 @@ def _energy_grad_tile(x, p_ptr, saved_ptr, scr_ptr, rows, rmask, DP: tl.constexp
     # ---- hidden layers 2..NH, unrolled; d_l = act'(z_l) kept for the backward pass
     if NH >= 2:
         a, d2, z = _hidden(a, p_ptr, 2, slope, DP, HP, NH, ACT, PREC)
-        d2 = _keep(d2, scr_ptr, 2, BLOCK_B, HP, SCR and WANT_GRAD)
+        d2 = _put(d2, scr_ptr, 1, BLOCK_B, HP, SCR and WANT_GRAD)
         if SAVE:
             _save(saved_ptr, rows, rmask, S, O2, W2, z, HP)
     if NH >= 3:
         a, d3, z = _hidden(a, p_ptr, 3, slope, DP, HP, NH, ACT, PREC)
-        d3 = _keep(d3, scr_ptr, 3, BLOCK_B, HP, SCR and WANT_GRAD)
+        d3 = _put(d3, scr_ptr, 2, BLOCK_B, HP, SCR and WANT_GRAD)
         if SAVE:
             _save(saved_ptr, rows, rmask, S, O3, W3, z, HP)
     if NH >= 4:
         a, d4, z = _hidden(a, p_ptr, 4, slope, DP, HP, NH, ACT, PREC)
-        d4 = _keep(d4, scr_ptr, 4, BLOCK_B, HP, SCR and WANT_GRAD)
+        d4 = _put(d4, scr_ptr, 3, BLOCK_B, HP, SCR and WANT_GRAD)
         if SAVE:
             _save(saved_ptr, rows, rmask, S, O4, W4, z, HP)
     if NH >= 5:
         a, d5, z = _hidden(a, p_ptr, 5, slope, DP, HP, NH, ACT, PREC)
-        d5 = _keep(d5, scr_ptr, 5, BLOCK_B, HP, SCR and WANT_GRAD)
+        d5 = _put(d5, scr_ptr, 4, BLOCK_B, HP, SCR and WANT_GRAD)
         if SAVE:
             _save(saved_ptr, rows, rmask, S, O5, W5, z, HP)
     if NH >= 6:
         a, d6, z = _hidden(a, p_ptr, 6, slope, DP, HP, NH, ACT, PREC)
-        d6 = _keep(d6, scr_ptr, 6, BLOCK_B, HP, SCR and WANT_GRAD)
+        d6 = _put(d6, scr_ptr, 5, BLOCK_B, HP, SCR and WANT_GRAD)
         if SAVE:
             _save(saved_ptr, rows, rmask, S, O6, W6, z, HP)
     w_out = tl.load(out_base + offs_h)
@@ -202,23 +203,23 @@ def _energy_grad_tile(x, p_ptr, saved_ptr, scr_ptr, rows, rmask, DP: tl.constexp
         if NH >= 6:
             if SAVE:
                 _save(saved_ptr, rows, rmask, S, O6 + W6, W6, g, HP)
-            g = _hidden_bwd(g * _fetch(d6, scr_ptr, 6, BLOCK_B, HP, SCR), p_ptr, 6, DP, HP, PREC)
+            g = _hidden_bwd(g * _get(d6, scr_ptr, 5, BLOCK_B, HP, SCR), p_ptr, 6, DP, HP, PREC)
         if NH >= 5:
             if SAVE:
                 _save(saved_ptr, rows, rmask, S, O5 + W5, W5, g, HP)
-            g = _hidden_bwd(g * _fetch(d5, scr_ptr, 5, BLOCK_B, HP, SCR), p_ptr, 5, DP, HP, PREC)
+            g = _hidden_bwd(g * _get(d5, scr_ptr, 4, BLOCK_B, HP, SCR), p_ptr, 5, DP, HP, PREC)
         if NH >= 4:
             if SAVE:
                 _save(saved_ptr, rows, rmask, S, O4 + W4, W4, g, HP)
-            g = _hidden_bwd(g * _fetch(d4, scr_ptr, 4, BLOCK_B, HP, SCR), p_ptr, 4, DP, HP, PREC)
+            g = _hidden_bwd(g * _get(d4, scr_ptr, 3, BLOCK_B, HP, SCR), p_ptr, 4, DP, HP, PREC)
         if NH >= 3:
             if SAVE:
                 _save(saved_ptr, rows, rmask, S, O3 + W3, W3, g, HP)
-            g = _hidden_bwd(g * _fetch(d3, scr_ptr, 3, BLOCK_B, HP, SCR), p_ptr, 3, DP, HP, PREC)
+            g = _hidden_bwd(g * _get(d3, scr_ptr, 2, BLOCK_B, HP, SCR), p_ptr, 3, DP, HP, PREC)
         if NH >= 2:
             if SAVE:
                 _save(saved_ptr, rows, rmask, S, O2 + W2, W2, g, HP)
-            g = _hidden_bwd(g * _fetch(d2, scr_ptr, 2, BLOCK_B, HP, SCR), p_ptr, 2, DP, HP, PREC)
+            g = _hidden_bwd(g * _get(d2, scr_ptr, 1, BLOCK_B, HP, SCR), p_ptr, 2, DP, HP, PREC)
         if SAVE:
             _save(saved_ptr, rows, rmask, S, W1, W1, g, HP)
         g = g * d1

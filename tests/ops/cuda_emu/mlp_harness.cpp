@@ -4,62 +4,29 @@
 // outputs go to DIR as raw files (e.bin g.bin saved.bin | out.bin traj.bin ens.bin) and rc.txt.
 #include <cstdio>
 #include <fstream>
-#include <map>
 #include <string>
 #include <vector>
 
-#include "cuda_runtime.h"
-
-// The kernels' `extern __shared__ unsigned char smem_raw[]` resolves to this array.
-namespace ebmfast {
-namespace {
-alignas(16) unsigned char smem_raw[emu::kSmemCapacity];
-}  // namespace
-}  // namespace ebmfast
-unsigned char* emu::dynamic_smem() { return ebmfast::smem_raw; }
+#include "harness_common.h"
 
 #include "mlp_energy_kernel.cu"
 
-namespace {
-
-std::vector<char> read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::vector<char>((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-}
-
-void write_file(const std::string& path, const void* p, size_t n) {
-  std::ofstream f(path, std::ios::binary);
-  f.write(static_cast<const char*>(p), static_cast<std::streamsize>(n));
-}
-
-}  // namespace
+using harness::read_file;
+using harness::write_file;
 
 int main(int argc, char** argv) {
   if (argc != 2) return 2;
   const std::string dir = argv[1];
-  std::map<std::string, std::string> cfg;
-  {
-    std::ifstream f(dir + "/config.txt");
-    std::string k, v;
-    while (f >> k >> v) cfg[k] = v;
-  }
-  auto I = [&](const char* k) { return std::stoll(cfg.at(k)); };
-  auto F = [&](const char* k) { return std::stod(cfg.at(k)); };
-  emu::smem_optin = static_cast<int>(I("smem_optin"));
-  emu::sm_count = static_cast<int>(I("sm_count"));
-  const bool f64 = cfg.at("dtype") == "f64";
+  const harness::Config cfg(dir);
+  auto I = [&](const char* k) { return cfg.I(k); };
+  auto F = [&](const char* k) { return cfg.F(k); };
+  const bool f64 = cfg.f64();
   const size_t es = f64 ? 8 : 4;
-  ebmfast::MLPNetDesc net{};
-  net.B = I("B");
-  net.D = I("D");
-  net.NH = I("NH");
-  net.HP = I("HP");
-  net.act = I("act");
-  for (int l = 0; l < net.NH; ++l) net.widths[l] = I(("w" + std::to_string(l)).c_str());
+  const auto net = cfg.net<ebmfast::MLPNetDesc>();
   std::vector<char> x = read_file(dir + "/x.bin"), params = read_file(dir + "/params.bin");
   const auto dt = f64 ? ebmfast::DType::kFloat64 : ebmfast::DType::kFloat32;
   int rc = 0;
-  if (cfg.at("mode") == "eg") {
+  if (cfg.S("mode") == "eg") {
     int64_t S = 0;
     for (int l = 0; l < net.NH; ++l) S += 2 * net.widths[l];
     std::vector<char> e(net.B * es), g(net.B * net.D * es), saved(I("save") ? net.B * S * es : 0);
