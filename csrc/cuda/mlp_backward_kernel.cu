@@ -106,65 +106,33 @@ __host__ __device__ inline BLayout make_bwd_layout(int64_t D, int64_t NH, int64_
 using mlp_smem::SmemNet;
 
 
+// out[r*HP + lane + 32c] = acc[r][c]
+template <typename T, int HP, int RB>
+__device__ __forceinline__ void store_rows(const T (&acc)[RB][HP / 32], T* out) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int r = 0; r < RB; ++r)
+#pragma unroll
+    for (int c = 0; c < HP / 32; ++c) out[r * HP + lane + 32 * c] = acc[r][c];
+}
+
 // One warp, its RB rows: out[r][j] = bias[j] + sum_{i<K} in[r*ldin + i] W[j*ldw + i] for the
 // lane's units j = lane + 32c (out: ld HP; bias may be nullptr).
 template <typename T, int HP, int RB>
 __device__ __forceinline__ void rows_times_wt(const T* in, int64_t ldin, int K, const T* W, int64_t ldw,
                                               const T* bias, T* out) {
-  constexpr int CB = HP / 32;
-  const int lane = threadIdx.x & 31;
-  T acc[RB][CB];
-#pragma unroll
-  for (int c = 0; c < CB; ++c) {
-    const T bj = bias != nullptr ? bias[lane + 32 * c] : T(0);
-#pragma unroll
-    for (int r = 0; r < RB; ++r) acc[r][c] = bj;
-  }
-#pragma unroll 4
-  for (int i = 0; i < K; ++i) {
-    T xv[RB], wv[CB];
-#pragma unroll
-    for (int r = 0; r < RB; ++r) xv[r] = in[r * ldin + i];
-#pragma unroll
-    for (int c = 0; c < CB; ++c) wv[c] = W[(lane + 32 * c) * ldw + i];
-#pragma unroll
-    for (int r = 0; r < RB; ++r)
-#pragma unroll
-      for (int c = 0; c < CB; ++c) acc[r][c] += xv[r] * wv[c];
-  }
-#pragma unroll
-  for (int r = 0; r < RB; ++r)
-#pragma unroll
-    for (int c = 0; c < CB; ++c) out[r * HP + lane + 32 * c] = acc[r][c];
+  T acc[RB][HP / 32];
+  mlp_smem::warp_rows_wt<T, HP, RB>(in, ldin, K, W, ldw, bias, acc);
+  store_rows<T, HP, RB>(acc, out);
 }
 
 // One warp, its RB rows: out[r][i] = sum_{j<HP} in[r*HP + j] W[j*(HP+1) + i] for the lane's
 // units i = lane + 32c (in, out: ld HP).
 template <typename T, int HP, int RB>
 __device__ __forceinline__ void rows_times_w(const T* in, const T* W, T* out) {
-  constexpr int CB = HP / 32, LDH = HP + 1;
-  const int lane = threadIdx.x & 31;
-  T acc[RB][CB];
-#pragma unroll
-  for (int r = 0; r < RB; ++r)
-#pragma unroll
-    for (int c = 0; c < CB; ++c) acc[r][c] = T(0);
-#pragma unroll 4
-  for (int j = 0; j < HP; ++j) {
-    T gv[RB], wv[CB];
-#pragma unroll
-    for (int r = 0; r < RB; ++r) gv[r] = in[r * HP + j];
-#pragma unroll
-    for (int c = 0; c < CB; ++c) wv[c] = W[j * LDH + lane + 32 * c];
-#pragma unroll
-    for (int r = 0; r < RB; ++r)
-#pragma unroll
-      for (int c = 0; c < CB; ++c) acc[r][c] += gv[r] * wv[c];
-  }
-#pragma unroll
-  for (int r = 0; r < RB; ++r)
-#pragma unroll
-    for (int c = 0; c < CB; ++c) out[r * HP + lane + 32 * c] = acc[r][c];
+  T acc[RB][HP / 32];
+  mlp_smem::warp_rows_w<T, HP, RB>(in, HP, W, HP + 1, acc);
+  store_rows<T, HP, RB>(acc, out);
 }
 
 // Whole block: dst[i*HP + j] += sum_{r<BB} P[r*HP + j] Q[r*ldq + i] for i < K, j < HP, and,

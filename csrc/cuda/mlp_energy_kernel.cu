@@ -124,47 +124,14 @@ __device__ void mlp_rows(const SmemNet<T>& net, const KDesc& kd, int& staged, co
   T acc[RB][CB];
 
   // ---- layer 0: a = x W_1^T + b_1 (K = D, small)
-#pragma unroll
-  for (int c = 0; c < CB; ++c) {
-    const T bj = net.bias[lane + 32 * c];
-#pragma unroll
-    for (int r = 0; r < RB; ++r) acc[r][c] = bj;
-  }
-  for (int64_t i = 0; i < D; ++i) {
-    T xv[RB], wv[CB];
-#pragma unroll
-    for (int r = 0; r < RB; ++r) xv[r] = xw[r * D + i];
-#pragma unroll
-    for (int c = 0; c < CB; ++c) wv[c] = net.W1[(lane + 32 * c) * net.ld1 + i];
-#pragma unroll
-    for (int r = 0; r < RB; ++r)
-#pragma unroll
-      for (int c = 0; c < CB; ++c) acc[r][c] += xv[r] * wv[c];
-  }
+  mlp_smem::warp_rows_wt<T, HP, RB>(xw, D, static_cast<int>(D), net.W1, net.ld1, net.bias, acc);
 
   // ---- hidden layers: matmul (layers >= 1), then pre-activations -> hb, activation in place
 #pragma unroll 1
   for (int L = 0; L < NH; ++L) {
     if (L > 0) {
       const T* W = mlp_smem::layer_weights<T, HP, kThreads>(net, kd.resident, staged, L);
-#pragma unroll
-      for (int c = 0; c < CB; ++c) {
-        const T bj = net.bias[L * HP + lane + 32 * c];
-#pragma unroll
-        for (int r = 0; r < RB; ++r) acc[r][c] = bj;
-      }
-#pragma unroll 4
-      for (int i = 0; i < HP; ++i) {
-        T hv[RB], wv[CB];
-#pragma unroll
-        for (int r = 0; r < RB; ++r) hv[r] = hb[r * LDH + i];
-#pragma unroll
-        for (int c = 0; c < CB; ++c) wv[c] = W[(lane + 32 * c) * LDH + i];
-#pragma unroll
-        for (int r = 0; r < RB; ++r)
-#pragma unroll
-          for (int c = 0; c < CB; ++c) acc[r][c] += hv[r] * wv[c];
-      }
+      mlp_smem::warp_rows_wt<T, HP, RB>(hb, LDH, HP, W, LDH, net.bias + L * HP, acc);
     }
     __syncwarp();  // lanes are done reading hb (previous layer)
 #pragma unroll
@@ -236,22 +203,7 @@ __device__ void mlp_rows(const SmemNet<T>& net, const KDesc& kd, int& staged, co
       if (L > 0) {
         // dE/dh_{L-1}[i] = sum_j (g d)[j] W[j][i], lane owns i = lane + 32c
         const T* W = mlp_smem::layer_weights<T, HP, kThreads>(net, kd.resident, staged, L);
-#pragma unroll
-        for (int r = 0; r < RB; ++r)
-#pragma unroll
-          for (int c = 0; c < CB; ++c) g[r][c] = T(0);
-#pragma unroll 4
-        for (int j = 0; j < HP; ++j) {
-          T gv[RB], wv[CB];
-#pragma unroll
-          for (int r = 0; r < RB; ++r) gv[r] = hb[r * LDH + j];
-#pragma unroll
-          for (int c = 0; c < CB; ++c) wv[c] = W[j * LDH + lane + 32 * c];
-#pragma unroll
-          for (int r = 0; r < RB; ++r)
-#pragma unroll
-            for (int c = 0; c < CB; ++c) g[r][c] += gv[r] * wv[c];
-        }
+        mlp_smem::warp_rows_w<T, HP, RB>(hb, LDH, W, LDH, g);
       }
     }
     // ---- layer 0: grad_x[r][m] = sum_j (g d_0)[r][j] W_1[j][m]; lanes over the RB*D outputs

@@ -133,5 +133,59 @@ __device__ __forceinline__ const T* layer_weights(const SmemNet<T>& net, bool re
   return net.Wh;
 }
 
+// ---- one warp's register tile: RB rows x HP units, the lane owning units j = lane + 32c
+// (c < HP/32). Both kernels' matmuls go through these two.
+
+// acc[r][c] = bias[j] + sum_{i<K} in[r*ldin + i] W[j*ldw + i]   (rows times W^T; bias may be nullptr)
+template <typename T, int HP, int RB>
+__device__ __forceinline__ void warp_rows_wt(const T* in, int64_t ldin, int K, const T* W, int64_t ldw,
+                                             const T* bias, T (&acc)[RB][HP / 32]) {
+  constexpr int CB = HP / 32;
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int c = 0; c < CB; ++c) {
+    const T bj = bias != nullptr ? bias[lane + 32 * c] : T(0);
+#pragma unroll
+    for (int r = 0; r < RB; ++r) acc[r][c] = bj;
+  }
+#pragma unroll 4
+  for (int i = 0; i < K; ++i) {
+    T xv[RB], wv[CB];
+#pragma unroll
+    for (int r = 0; r < RB; ++r) xv[r] = in[r * ldin + i];
+#pragma unroll
+    for (int c = 0; c < CB; ++c) wv[c] = W[(lane + 32 * c) * ldw + i];
+#pragma unroll
+    for (int r = 0; r < RB; ++r)
+#pragma unroll
+      for (int c = 0; c < CB; ++c) acc[r][c] += xv[r] * wv[c];
+  }
+}
+
+// acc[r][c] = sum_{k<HP} in[r*ldin + k] W[k*ldw + j]   (rows times W: the backward direction)
+template <typename T, int HP, int RB>
+__device__ __forceinline__ void warp_rows_w(const T* in, int64_t ldin, const T* W, int64_t ldw,
+                                            T (&acc)[RB][HP / 32]) {
+  constexpr int CB = HP / 32;
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int r = 0; r < RB; ++r)
+#pragma unroll
+    for (int c = 0; c < CB; ++c) acc[r][c] = T(0);
+#pragma unroll 4
+  for (int k = 0; k < HP; ++k) {
+    T gv[RB], wv[CB];
+#pragma unroll
+    for (int r = 0; r < RB; ++r) gv[r] = in[r * ldin + k];
+#pragma unroll
+    for (int c = 0; c < CB; ++c) wv[c] = W[k * ldw + lane + 32 * c];
+#pragma unroll
+    for (int r = 0; r < RB; ++r)
+#pragma unroll
+      for (int c = 0; c < CB; ++c) acc[r][c] += gv[r] * wv[c];
+  }
+}
+
+
 }  // namespace mlp_smem
 }  // namespace ebmfast
