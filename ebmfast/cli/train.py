@@ -22,7 +22,7 @@ __all__ = ["add_parser", "run", "add_run_flags", "collect_run_flags"]
 #: flags of run options handled specially (booleans)
 _BOOL_FLAGS = {"tensorboard": ("--tensorboard", True), "figures": ("--no-figures", False)}
 #: run options that --resume may change
-RESUME_OK = ("iters", "threads", "figures", "fig_every", "on_divergence", "max_rollbacks")
+RESUME_OK = ("iters", "threads", "figures", "fig_every", "on_divergence", "max_rollbacks", "max_abs_energy")
 
 
 def _field_help(name: str) -> str:

@@ -341,7 +341,8 @@ class Runner:
             while True:
                 try:
                     self.trainer.fit(data, self.iters, batch_size=spec.batch_size, log_every=max(self.iters, 1),
-                                     ckpt_every=None, out_dir=None, callback=self._on_iter)
+                                     ckpt_every=None, out_dir=None, callback=self._on_iter,
+                                     max_abs_energy=spec.max_abs_energy)
                     break
                 except DivergenceError as e:
                     self.metrics_log.write({"event": "divergence", "at_iteration": e.iteration, "metric": e.metric,

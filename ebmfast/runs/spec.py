@@ -74,6 +74,8 @@ class RunConfig(TrainerConfig):
     on_divergence: str = param("stop", choices=("stop", "rollback"),
                                doc="stop, or restore the last good checkpoint and halve the step sizes")
     max_rollbacks: int = param(3, ge=0, doc="rollbacks allowed before giving up")
+    max_abs_energy: float = param(1e6, gt=0.0, optional=True, kind=float,
+                                  doc="diverged when a mean energy (e_data, e_sample) leaves [-V, V]; none = off")
     threads: int = param(None, ge=1, optional=True, kind=int, doc="torch threads (default 1 for D <= 16, else torch's)")
     device: str = param("cpu", kind=str, doc="torch device")
     dtype: str = param("float32", choices=("float32", "float64"))

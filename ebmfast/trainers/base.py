@@ -413,6 +413,8 @@ class Trainer:
     keep_checkpoints: ClassVar[int] = 2
     #: set False in trainers that train without data (JKO with a KL target)
     requires_data: ClassVar[bool] = True
+    #: metrics holding mean energies, checked against fit(max_abs_energy=...) when present
+    energy_metrics: ClassVar[tuple[str, ...]] = ("e_data", "e_sample")
 
     def __init__(self, config: Any = None, dim: int | Sequence[int] = 2, device: str | torch.device = "cpu",
                  dtype: torch.dtype = torch.float32, seed: int = 0, backend: str = "auto"):
@@ -488,10 +490,18 @@ class Trainer:
                     seen.add(id(p))
                     yield p
 
-    def _check_finite(self, it: int, metrics: Mapping[str, float], ckpt: str | None) -> None:
+    def _check_finite(self, it: int, metrics: Mapping[str, float], ckpt: str | None,
+                      max_abs_energy: float | None = None) -> None:
         for k, v in metrics.items():
             if isinstance(v, (int, float)) and not math.isfinite(v):
                 raise DivergenceError(it, k, float(v), ckpt)
+        if max_abs_energy is not None:
+            # finite but runaway energies: the chains' gradients are then so steep (or flat) that
+            # the samples stop moving, and training never recovers (examples/self_adversarial)
+            for k in self.energy_metrics:
+                v = metrics.get(k)
+                if isinstance(v, (int, float)) and abs(v) > max_abs_energy:
+                    raise DivergenceError(it, f"{k} (|value| > max_abs_energy = {max_abs_energy:g})", float(v), ckpt)
         for mname, m in self.modules().items():
             for pname, p in m.named_parameters():
                 if not bool(torch.isfinite(p).all()):
@@ -618,7 +628,7 @@ class Trainer:
 
     def fit(self, data: Tensor | None, n_iters: int, batch_size: int | None = None, log_every: int = 50,
             ckpt_every: int | None = 500, out_dir: str | os.PathLike | None = None, resume: bool = False,
-            progress: bool = False, callback=None) -> dict:
+            progress: bool = False, callback=None, max_abs_energy: float | None = 1e6) -> dict:
         """Train until ``self.iteration == n_iters`` (``n_iters`` is the *total* count).
 
         Args:
@@ -636,13 +646,17 @@ class Trainer:
             resume: load ``out_dir/ckpt`` first if it holds a checkpoint.
             progress: tqdm progress bar.
             callback: optional ``callback(trainer, it, metrics)`` after each iteration.
+            max_abs_energy: stop when a mean-energy metric of the trainer (``energy_metrics``:
+                ``e_data``, ``e_sample``) leaves [-max_abs_energy, max_abs_energy]; None turns
+                this off (non-finite values always stop the run).
         Returns:
             {"iteration": int, "metrics": last metrics, "history": logged records,
              "wall_s": float, "resumed_from": int | None, "out_dir": str | None}
         Raises:
             DivergenceError naming the iteration and metric when a metric,
-            parameter or extra-state tensor becomes non-finite (no checkpoint
-            is written for that iteration, so the last good one is untouched).
+            parameter or extra-state tensor becomes non-finite, or a mean energy
+            exceeds ``max_abs_energy`` (no checkpoint is written for that
+            iteration, so the last good one is untouched).
         """
         data = self._check_data(data)
         if isinstance(n_iters, bool) or not isinstance(n_iters, int) or n_iters < 0:
@@ -657,6 +671,8 @@ class Trainer:
             raise ValueError(f"ckpt_every must be a non-negative int or None, got {ckpt_every!r}")
         if resume and out_dir is None:
             raise ValueError("resume=True needs out_dir (where the checkpoint lives)")
+        if max_abs_energy is not None and (not _is_number(max_abs_energy) or not max_abs_energy > 0):
+            raise ValueError(f"max_abs_energy must be a number > 0 or None, got {max_abs_energy!r}")
 
         out = Path(out_dir) if out_dir is not None else None
         ckpt_dir = out / "ckpt" if out is not None else None
@@ -691,7 +707,7 @@ class Trainer:
                 batch = self._next_batch(data, batch_size)
                 metrics = {k: (float(v) if torch.is_tensor(v) else v) for k, v in self.train_step(batch, it).items()}
                 try:
-                    self._check_finite(it, metrics, last_ckpt)
+                    self._check_finite(it, metrics, last_ckpt, max_abs_energy)
                 except DivergenceError as e:
                     if logf is not None:
                         logf.write(json.dumps({"it": it, "diverged": e.metric, "value": repr(e.value)}) + "\n")

@@ -121,6 +121,7 @@ DIVERGING = textwrap.dedent('''
         step_size: float = param(1.0, gt=0.0)
         blow_at: int = param(5, ge=0)
         threshold: float = param(0.15, gt=0.0)
+        runaway: bool = param(False)  # diverge by a finite, runaway e_sample instead of a NaN loss
 
     @register_trainer
     class DivTrainer(Trainer):
@@ -137,6 +138,8 @@ DIVERGING = textwrap.dedent('''
             loss.backward()
             self.opt.step()
             if it >= self.config.blow_at and self.opt.param_groups[0]["lr"] > self.config.threshold:
+                if self.config.runaway:
+                    return {"loss": float(loss.detach()), "e_data": 0.0, "e_sample": -1e3}
                 return {"loss": float("nan")}
             return {"loss": float(loss.detach())}
 
@@ -180,6 +183,19 @@ def test_divergence_stop_names_iteration_metric_and_checkpoint(tmp_path, capsys)
     assert json.loads((out / "ckpt" / "latest.json").read_text())["iteration"] == 4
     events = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines()]
     assert {"event": "divergence", "at_iteration": 5, "metric": "loss", "value": "nan"} in events
+
+
+def test_divergence_on_runaway_energy_follows_max_abs_energy(tmp_path, capsys):
+    p = _run_div(tmp_path, capsys, "--out", tmp_path / "e", "--set", "runaway=true", "--max-abs-energy", 100)
+    assert p.returncode == 3, p.stderr
+    assert "training diverged at iteration 5: e_sample (|value| > max_abs_energy = 100) = -1000.0" in p.stderr
+    assert json.loads((tmp_path / "e" / "ckpt" / "latest.json").read_text())["iteration"] == 4
+    # the default bound (1e6) lets a finite -1e3 pass, and so does "none"
+    for extra in ((), ("--max-abs-energy", "none")):
+        p = _run_div(tmp_path, capsys, "--out", tmp_path / f"e{len(extra)}", "--set", "runaway=true", *extra)
+        assert p.returncode == 0, p.stderr
+    p = _run_div(tmp_path, capsys, "--out", tmp_path / "e_bad", "--max-abs-energy", -1)
+    assert p.returncode == 2 and "max_abs_energy (--max-abs-energy)" in p.stderr, p.stderr
 
 
 def test_divergence_rollback_halves_step_sizes_and_finishes(tmp_path, capsys):

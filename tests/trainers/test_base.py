@@ -183,6 +183,26 @@ def test_divergence_on_metric():
         Bad(seed=0).fit(_data(), 10)
 
 
+def test_divergence_on_exploding_energy_keeps_checkpoint(tmp_path):
+    class Runaway(_Toy):
+        name = "_toy-runaway"
+
+        def train_step(self, batch, it):
+            out = super().train_step(batch, it)
+            return {**out, "e_data": -1.0, "e_sample": -10.0 ** it}  # finite, but running away
+
+    tr = Runaway(seed=0)
+    with pytest.raises(DivergenceError, match=r"iteration 5: e_sample \(\|value\| > max_abs_energy = 10000\) = -100000"):
+        tr.fit(_data(), 20, ckpt_every=2, out_dir=tmp_path, max_abs_energy=1e4)
+    assert latest_checkpoint(tmp_path / "ckpt")["iteration"] == 4  # the last good one
+    # the default bound (1e6) stops it later; None turns the bound off (finite values pass)
+    with pytest.raises(DivergenceError, match="iteration 7: e_sample"):
+        Runaway(seed=0).fit(_data(), 20)
+    assert Runaway(seed=0).fit(_data(), 20, max_abs_energy=None)["iteration"] == 20
+    with pytest.raises(ValueError, match="max_abs_energy must be a number > 0 or None, got 0"):
+        Runaway(seed=0).fit(_data(), 20, max_abs_energy=0)
+
+
 def test_config_validation_messages():
     with pytest.raises(ValueError, match=r"ToyConfig\.lr \(Adam learning rate\) must be > 0\.0 .*got -1"):
         ToyConfig(lr=-1).validate()
