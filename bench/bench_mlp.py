@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
+import math
 
 import os
 import statistics
@@ -76,19 +77,23 @@ def wait_for_quiet(timeout_s: float = 600.0) -> None:
 
 
 def timed(fn) -> tuple[float, float]:
-    """(wall seconds, CPU seconds): with one torch thread all the work runs on this thread and its
-    CPU time is exact; with more, the process CPU time (all threads, idle spinning included)."""
-    clock = time.thread_time if torch.get_num_threads() == 1 else time.process_time
-    c0, t0 = clock(), time.perf_counter()
+    """(wall seconds, CPU seconds of the calling thread). The CPU time is meaningful with one torch
+    thread only (all the work runs on this thread); see bench_interleaved."""
+    c0, t0 = time.thread_time(), time.perf_counter()
     fn()
-    return time.perf_counter() - t0, clock() - c0
+    return time.perf_counter() - t0, time.thread_time() - c0
 
 
 def bench_interleaved(impls: dict, repeats: int) -> dict:
     """impl -> (median wall s, min wall s, median CPU s); one warm-up call each, then round robin.
 
-    With one thread the CPU time is the contention-robust figure: other jobs on the shared
-    cores stretch the wall time of whatever runs, not the CPU time it needs.
+    With one thread the CPU time is the contention-robust figure: other jobs on the shared cores
+    stretch the wall time of whatever runs, not the CPU time it needs. With more threads it is
+    NaN (shown as "-"): Linux adds another thread's running time to the process CPU clock only at
+    that thread's next tick or scheduler event, so the CPU delta of a call a few ms long is noise
+    in both directions (2 threads, per call vs a back-to-back block: ten 1000x128x128 matmuls,
+    1.7 ms wall, read 1.72 vs 3.40 ms CPU; a width-128 penalty step, 3.0 ms wall, 6.97 vs
+    6.04 ms), and a separate block would time a different scenario than the interleaved wall.
     """
     for fn in impls.values():
         fn()
@@ -98,7 +103,9 @@ def bench_interleaved(impls: dict, repeats: int) -> dict:
             w, c = timed(fn)
             walls[k].append(w)
             cpus[k].append(c)
-    return {k: (statistics.median(walls[k]), min(walls[k]), statistics.median(cpus[k])) for k in impls}
+    one_thread = torch.get_num_threads() == 1
+    return {k: (statistics.median(walls[k]), min(walls[k]), statistics.median(cpus[k]) if one_thread else math.nan)
+            for k in impls}
 
 
 def matmul_peak(repeats: int) -> float:
@@ -303,6 +310,10 @@ def allocator_note() -> str:
             + " (--steady-malloc)") if steady else "glibc malloc defaults"
 
 
+def _cell(v, unit: str = "") -> str:
+    return "-" if isinstance(v, float) and math.isnan(v) else f"{v}{unit}"
+
+
 def write(rows, out_dir, meta, peak: str, tag: str = ""):
     os.makedirs(out_dir, exist_ok=True)
     csv_path = os.path.join(out_dir, f"mlp_cpu{tag}.csv")
@@ -317,9 +328,11 @@ def write(rows, out_dir, meta, peak: str, tag: str = ""):
           f"Device: {meta['device']}; torch {meta['torch']}, ebmfast {meta['ebmfast']}; measured matmul peak "
           f"{peak}. Memory allocator: {allocator_note()}. Load average during each row in the last column.", "",
           "Speedups are against the eager autograd loop (chains) or autograd double backward (penalty "
-          "steps). `wall` = median wall clock; `cpu` = median CPU time, the figure that other jobs on "
-          "the shared cores do not inflate: with 1 thread the CPU time of the calling thread (all work "
-          "runs there), with 2 the process CPU time (both threads, OpenMP spin-waits included).",
+          "steps). `wall` = median wall clock; `cpu` = median CPU time of the calling thread, the "
+          "figure that other jobs on the shared cores do not inflate, given with 1 thread only (all "
+          "work runs there); with 2 threads '-': the process CPU clock cannot attribute another "
+          "thread's time to calls this short (the 2-thread `cpu` columns of runs before "
+          "2026-11-23 are unreliable for that reason).",
           "`target needs` = the GFLOP/s (and % of the measured matmul peak at that thread count) the "
           "fused row would have to reach for its target, from the baseline's time in the same run; for "
           "penalty steps after subtracting `node_floor` (the same autograd glue around a node that "
@@ -330,11 +343,11 @@ def write(rows, out_dir, meta, peak: str, tag: str = ""):
           "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         if r["kind"] in ("chain", "penalty"):
-            md.append(f"| {r['threads']} | {r['workload']} | {r['impl']} | {r['ms_median']} | {r['cpu_ms_median']} | "
-                      f"{r['speedup_vs_eager']}x | {r['cpu_speedup_vs_eager']}x | "
+            md.append(f"| {r['threads']} | {r['workload']} | {r['impl']} | {r['ms_median']} | {_cell(r['cpu_ms_median'])} | "
+                      f"{r['speedup_vs_eager']}x | {_cell(r['cpu_speedup_vs_eager'], 'x')} | "
                       f"{r['target'] and str(r['target']) + 'x'} | {target_needs(r, rows)} | "
                       + ("- | - | - | " if r["impl"] == "node_floor" else
-                         f"{r['gflops']} | {r['gflops_per_cpu_s']} | {r['pct_peak']} | ")
+                         f"{r['gflops']} | {_cell(r['gflops_per_cpu_s'])} | {r['pct_peak']} | ")
                       + f"{r['load_avg']} |")
     md += ["", "Peak memory of a chain vs K (RSS growth over a K=2 warm-up; no trajectory recorded):", "",
            "| impl | K | peak RSS growth (MB) |", "|---|---:|---:|"]
