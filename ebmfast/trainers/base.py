@@ -211,13 +211,13 @@ class TrainerConfig:
 
 # =====================================================================  errors
 class DivergenceError(RuntimeError):
-    """Training produced a non-finite metric or parameter.
+    """Training produced a non-finite metric or parameter, or a runaway mean energy.
 
     Attributes:
         iteration: 0-based index of the iteration whose step diverged.
         metric: name of the offending metric (``"param:<module>.<name>"`` for a
             parameter, ``"extra:<key>"`` for extra state).
-        value: the offending value (a float; nan/inf).
+        value: the offending value (a float: nan/inf, or a finite energy beyond max_abs_energy).
         checkpoint: directory of the last good checkpoint (untouched), or None.
     """
 
