@@ -134,12 +134,13 @@ __device__ __forceinline__ const T* layer_weights(const SmemNet<T>& net, bool re
 }
 
 // ---- one warp's register tile: RB rows x HP units, the lane owning units j = lane + 32c
-// (c < HP/32). Both kernels' matmuls go through these two.
+// (c < HP/32). Both kernels' matmuls go through warp_rows_wt / warp_rows_w.
 
-// acc[r][c] = bias[j] + sum_{i<K} in[r*ldin + i] W[j*ldw + i]   (rows times W^T; bias may be nullptr)
+// acc[r][c] = bias[j] + sum_{i<K} in[r*ldin + i] W[j*ws_j + i*ws_i]   (bias may be nullptr; the
+// strides are literals at every call site, so after inlining they fold into the addressing)
 template <typename T, int HP, int RB>
-__device__ __forceinline__ void warp_rows_wt(const T* in, int64_t ldin, int K, const T* W, int64_t ldw,
-                                             const T* bias, T (&acc)[RB][HP / 32]) {
+__device__ __forceinline__ void warp_rows_times(const T* in, int64_t ldin, int K, const T* W, int64_t ws_j,
+                                                int64_t ws_i, const T* bias, T (&acc)[RB][HP / 32]) {
   constexpr int CB = HP / 32;
   const int lane = threadIdx.x & 31;
 #pragma unroll
@@ -154,7 +155,7 @@ __device__ __forceinline__ void warp_rows_wt(const T* in, int64_t ldin, int K, c
 #pragma unroll
     for (int r = 0; r < RB; ++r) xv[r] = in[r * ldin + i];
 #pragma unroll
-    for (int c = 0; c < CB; ++c) wv[c] = W[(lane + 32 * c) * ldw + i];
+    for (int c = 0; c < CB; ++c) wv[c] = W[(lane + 32 * c) * ws_j + i * ws_i];
 #pragma unroll
     for (int r = 0; r < RB; ++r)
 #pragma unroll
@@ -162,30 +163,19 @@ __device__ __forceinline__ void warp_rows_wt(const T* in, int64_t ldin, int K, c
   }
 }
 
-// acc[r][c] = sum_{k<HP} in[r*ldin + k] W[k*ldw + j]   (rows times W: the backward direction)
+// rows times W^T, W [HP][ldw] row-major (the forward direction); bias may be nullptr
+template <typename T, int HP, int RB>
+__device__ __forceinline__ void warp_rows_wt(const T* in, int64_t ldin, int K, const T* W, int64_t ldw,
+                                             const T* bias, T (&acc)[RB][HP / 32]) {
+  warp_rows_times<T, HP, RB>(in, ldin, K, W, ldw, 1, bias, acc);
+}
+
+// rows times W, W [HP][ldw] row-major, K = HP (the backward direction)
 template <typename T, int HP, int RB>
 __device__ __forceinline__ void warp_rows_w(const T* in, int64_t ldin, const T* W, int64_t ldw,
                                             T (&acc)[RB][HP / 32]) {
-  constexpr int CB = HP / 32;
-  const int lane = threadIdx.x & 31;
-#pragma unroll
-  for (int r = 0; r < RB; ++r)
-#pragma unroll
-    for (int c = 0; c < CB; ++c) acc[r][c] = T(0);
-#pragma unroll 4
-  for (int k = 0; k < HP; ++k) {
-    T gv[RB], wv[CB];
-#pragma unroll
-    for (int r = 0; r < RB; ++r) gv[r] = in[r * ldin + k];
-#pragma unroll
-    for (int c = 0; c < CB; ++c) wv[c] = W[k * ldw + lane + 32 * c];
-#pragma unroll
-    for (int r = 0; r < RB; ++r)
-#pragma unroll
-      for (int c = 0; c < CB; ++c) acc[r][c] += gv[r] * wv[c];
-  }
+  warp_rows_times<T, HP, RB>(in, ldin, HP, W, 1, ldw, nullptr, acc);
 }
-
 
 }  // namespace mlp_smem
 }  // namespace ebmfast
