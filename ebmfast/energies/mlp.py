@@ -8,10 +8,11 @@ It is an ordinary nn.Module: `E(x)` is plain PyTorch (any device, any optimiser,
 any order). The fused paths read the same parameters:
   - `E.energy_and_grad(x)` -> (E [B], grad_x E [B, D]) in one kernel, differentiable w.r.t. x and
     the parameters with an analytic double backward (ebmfast.ops.mlp_energy_grad);
-  - `E.ebmfast_chain(...)`, the hook that ebmfast.sample and the Langevin / GradientDescent /
-    ReferenceLangevin samplers call: the whole chain in one kernel (ebmfast.ops.mlp_langevin_chain).
-    Chains with create_graph=True (differentiable sampling) or a callback run the ordinary
-    step-by-step autograd loop instead (the samplers do this themselves).
+  - `E.fused_mlp()`, the protocol method that ebmfast.sample, the samplers and
+    ebmfast.ops.grad_norm_penalty ask for: the network as an `ebmfast.ops.MLPSpec`, so a Langevin /
+    GradientDescent / ReferenceLangevin chain runs in one kernel (ebmfast.ops.mlp_langevin_chain)
+    and a gradient penalty takes the analytic double backward. Chains with create_graph=True
+    (differentiable sampling) or a callback run the ordinary step-by-step loop (the samplers decide).
 With spectral_norm=True the weights are torch.nn.utils.parametrizations.spectral_norm
 parametrisations; the fused paths use the normalised weights (reading `layer.weight` runs one
 power iteration in training mode, exactly as a plain forward does).
@@ -25,6 +26,8 @@ import torch
 from torch import nn
 
 from ..ops.mlp_activations import CODE_NAMES, activation_code, activation_module
+from ..ops.mlp_energy import mlp_energy_grad
+from ..ops.mlp_spec import MLPSpec, flatten_features
 
 __all__ = ["MLPEnergy"]
 
@@ -82,20 +85,9 @@ class MLPEnergy(nn.Module):
                 + (", spectral_norm=True" if self.spectral_norm else ""))
 
     # ------------------------------------------------------------------ plain PyTorch
-    def _flat(self, x: torch.Tensor, name: str = "x") -> torch.Tensor:
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"{name} must be a tensor [B, {self.in_dim}], got {type(x).__name__}")
-        if x.dim() < 2:
-            raise ValueError(f"{name} must have shape [B, {self.in_dim}], got {tuple(x.shape)}")
-        feats = math.prod(x.shape[1:])
-        if feats != self.in_dim:
-            raise ValueError(f"MLPEnergy(in_dim={self.in_dim}) got {name} of shape {tuple(x.shape)} "
-                             f"({feats} features per sample, expected {self.in_dim})")
-        return x.reshape(x.shape[0], self.in_dim)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [B, in_dim] (or [B, ...] with in_dim features) -> E [B]."""
-        h = self._flat(x)
+        h = flatten_features(x, self.in_dim)
         for lin in self.layers[:-1]:
             h = self.act(lin(h))
         return self.layers[-1](h).squeeze(1)
@@ -107,6 +99,11 @@ class MLPEnergy(nn.Module):
         biases = [lin.bias for lin in self.layers] if self.bias else []
         return weights, biases
 
+    def fused_mlp(self) -> MLPSpec:
+        """The network as the fused ops take it (the protocol the samplers and penalties ask for)."""
+        weights, biases = self.fused_params()
+        return MLPSpec(weights, biases, self.act_code, self.negative_slope, self.in_dim)
+
     def energy_and_grad(self, x: torch.Tensor, backend: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
         """(E [B], grad_x E shaped like x) in one fused call; differentiable w.r.t. x and parameters.
 
@@ -115,59 +112,12 @@ class MLPEnergy(nn.Module):
             x = x.requires_grad_(); e = self(x)
             g, = torch.autograd.grad(e.sum(), x, create_graph=True)
         """
-        from ..ops.mlp_energy import mlp_energy_grad
-
-        xf = self._flat(x).contiguous()
-        self._check_params(xf)
-        weights, biases = self.fused_params()
-        e, g = mlp_energy_grad(xf, [w.contiguous() for w in weights], biases, self.act_code, self.negative_slope,
+        spec = self.fused_mlp()
+        xf = spec.flat(x).contiguous()
+        spec.check_matches(xf)
+        e, g = mlp_energy_grad(xf, [w.contiguous() for w in spec.weights], list(spec.biases), spec.act, spec.slope,
                                backend=backend, _checked=True)
         return e, g.reshape(x.shape)
-
-    def _check_params(self, x: torch.Tensor) -> None:
-        p = next(self.parameters())
-        if p.device != x.device:
-            raise ValueError(f"MLPEnergy parameters are on {p.device} but x is on {x.device}")
-        if p.dtype != x.dtype:
-            raise TypeError(f"MLPEnergy parameters have dtype {p.dtype} but x has dtype {x.dtype}; "
-                            f"use energy.to({x.dtype}) or x.to({p.dtype})")
-
-    def ebmfast_chain(self, sampler, x0: torch.Tensor, n_steps: int, seed: int, every: int = 1,
-                      return_trajectory: bool = False, return_energies: bool = False):
-        """Sampler hook (ebmfast/samplers/base.py `_try_fused`): the whole chain in one fused call.
-
-        Returns a Tensor / SampleResult like `sampler.run`, or None when this chain is not one the
-        fused kernel implements (then the sampler runs its ordinary loop): samplers other than
-        Sampler, Langevin, GradientDescent and ReferenceLangevin (e.g. SecondOrderLangevin, or a
-        subclass with its own drift), dtypes other than float32/float64/float16/bfloat16.
-        """
-        from ..ops.mlp_energy import mlp_langevin_chain
-        from ..samplers.base import SampleResult, Sampler
-        from ..samplers.reference_langevin import ReferenceLangevin
-
-        drift = type(sampler).drift
-        if drift is Sampler.drift:
-            sigma = None
-        elif drift is ReferenceLangevin.drift:
-            sigma = sampler.sigma
-        else:
-            return None
-        if not x0.is_floating_point() or x0.dim() < 2 or math.prod(x0.shape[1:]) != self.in_dim:
-            return None
-        weights, biases = self.fused_params()
-        res = mlp_langevin_chain(
-            x0.detach().reshape(x0.shape[0], self.in_dim), weights, biases, self.act_code, self.negative_slope,
-            n_steps=n_steps, step_size=sampler.step_size, noise_scale=sampler.noise_scale, sigma=sigma,
-            clamp=sampler.clamp, grad_clip=sampler.grad_clip, seed=seed, every=every,
-            return_trajectory=return_trajectory, return_energies=return_energies,
-            on_nonfinite=sampler.on_nonfinite, backend=sampler.backend,
-        )
-        if isinstance(res, torch.Tensor):
-            return res.reshape(x0.shape)
-        return SampleResult(x=res.x.reshape(x0.shape),
-                            trajectory=None if res.trajectory is None else res.trajectory.reshape(
-                                (-1,) + tuple(x0.shape)),
-                            energies=res.energies, stopped_at=res.stopped_at)
 
     @torch.no_grad()
     def reset_parameters(self, gain: Optional[float] = None) -> None:

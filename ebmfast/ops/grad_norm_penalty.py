@@ -3,7 +3,8 @@
     grad_norm_penalty(E, x, lipschitz=L)    = mean_i (|grad_x E(x_i)|_2 - L)^2
     grad_norm_penalty(E, x, lipschitz=None) = mean_i  |grad_x E(x_i)|_2^2
 
-For an ebmfast.energies.MLPEnergy on the CPU backend the whole thing is one autograd node
+For an energy that opts into the fused paths (a `fused_mlp()` method returning an MLPSpec, as
+ebmfast.energies.MLPEnergy does) on the CPU backend the whole thing is one autograd node
 (`_MLPGradNormPenalty`) over two C++ ops: the forward, ebmfast::mlp_grad_norm_penalty, is one
 fused pass (E, grad_x E and the per-layer tensors the backward needs) plus the penalty; the
 backward, ebmfast::mlp_grad_norm_penalty_backward, turns the penalty's cotangent into
@@ -12,8 +13,8 @@ autograd graph of the network). References: mlp_grad_norm_penalty_ref and
 mlp_grad_norm_penalty_backward_ref below. Other MLP backends compose ebmfast.ops.mlp_energy_grad with
 the penalty in PyTorch; any other energy uses autograd with create_graph=True. All give the
 same value and gradients (w.r.t. the parameters and x) and compose with any outer loss.
-The norm is sqrt(|g|^2 + 1e-12), as in ebmfast.trainers._penalty, so the derivative stays
-finite at g = 0.
+The norm is sqrt(|g|^2 + 1e-12), so the derivative stays finite at g = 0. This is the one
+gradient-penalty API of the library; the trainers call it.
 """
 from __future__ import annotations
 
@@ -21,7 +22,11 @@ from typing import Optional
 
 import torch
 
+from .. import _ext
+from ..core import as_batch_energy
 from . import _dispatch
+from .mlp_energy import below_autograd, mlp_energy_grad, mlp_energy_grad_ref
+from .mlp_spec import fused_mlp_of
 
 _EPS = 1e-12
 
@@ -52,8 +57,6 @@ def _lip_code(lipschitz: Optional[float]) -> float:
 def mlp_grad_norm_penalty_ref(x, weights, biases, act: int, slope: float, lipschitz: float, reduction: int):
     """Reference of ebmfast::mlp_grad_norm_penalty: (penalty, E, grad_x E, saved = empty); lipschitz
     <= 0 means the |g|^2 form, reduction 0/1/2 = none/mean/sum."""
-    from .mlp_energy import mlp_energy_grad_ref
-
     e, g = mlp_energy_grad_ref(x, weights, biases, act, slope)
     pen = penalty_from_grad(g, lipschitz if lipschitz > 0 else None, _REDUCTION_NAMES[int(reduction)])
     return pen, e, g, x.new_empty(0)
@@ -89,9 +92,9 @@ def _fake_penalty_backward(x, weights, biases, act, slope, saved, grad, grad_pen
     return torch.empty_like(x), [torch.empty_like(w) for w in weights], [torch.empty_like(b) for b in biases]
 
 
-def _has_penalty_ops() -> bool:
-    """The extension holds the CPU penalty ops (their fake kernels: mlp_energy._register)."""
-    return hasattr(torch.ops.ebmfast, "mlp_grad_norm_penalty")
+if _ext.available():
+    torch.library.register_fake("ebmfast::mlp_grad_norm_penalty")(_fake_penalty)
+    torch.library.register_fake("ebmfast::mlp_grad_norm_penalty_backward")(_fake_penalty_backward)
 
 
 class _MLPGradNormPenalty(torch.autograd.Function):
@@ -105,10 +108,8 @@ class _MLPGradNormPenalty(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, lipschitz, reduction, act, slope, n_w, *params):
-        from .mlp_energy import _below_autograd
-
         weights, biases = list(params[:n_w]), list(params[n_w:])
-        with _below_autograd():
+        with below_autograd():
             pen, e, g, saved = torch.ops.ebmfast.mlp_grad_norm_penalty.default(
                 x, weights, biases, act, slope, _lip_code(lipschitz), _REDUCTIONS[reduction])
         ctx.lipschitz, ctx.reduction, ctx.act, ctx.slope, ctx.n_w = lipschitz, reduction, act, slope, n_w
@@ -135,13 +136,14 @@ def grad_norm_penalty(energy, x: torch.Tensor, lipschitz: Optional[float] = None
     """Gradient-norm penalty of `energy` at x.
 
     Args:
-        energy: MLPEnergy (fused path) or any callable [B, ...] -> [B] (autograd path).
+        energy: any callable [B, ...] -> [B] (or [B, 1]); an energy with a `fused_mlp()` method
+            (ebmfast.energies.MLPEnergy) takes the fused analytic path.
         x: [B, ...] points. If x requires grad, the penalty is differentiable w.r.t. x too.
         lipschitz: L > 0 for mean (|g| - L)^2, or None for mean |g|^2.
         reduction: "mean" | "sum" | "none" ([B]).
-        backend: backend of the fused op ("auto" | "cpu" | "cuda" | "triton" | "ref"); ignored
-            for non-MLP energies.
-        return_energy: also return E(x) [B] (computed by the same fused call; differentiable).
+        backend: backend of the fused ops ("auto" | "cpu" | "cuda" | "triton" | "ref"); ignored
+            for energies without a fused path.
+        return_energy: also return E(x) [B] (computed by the same call; differentiable).
 
     Returns:
         The penalty (scalar, or [B] for reduction="none"), or (penalty, E) with return_energy.
@@ -160,56 +162,36 @@ def grad_norm_penalty(energy, x: torch.Tensor, lipschitz: Optional[float] = None
         raise ValueError(f"lipschitz must be a number > 0 or None, got {lipschitz!r}")
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-    if isinstance(energy, _mlp_energy_class()):
-        fast = _fast_path(energy, x, backend)
-        if fast is not None:
-            xf, weights, biases = fast
+    spec = fused_mlp_of(energy)
+    if spec is not None:
+        xf = spec.flat(x)
+        spec.check_matches(xf)
+        weights, biases = list(spec.weights), list(spec.biases)
+        if _use_penalty_node(xf, weights, spec.act, backend):
             lip = None if lipschitz is None else float(lipschitz)
-            p, e = _MLPGradNormPenalty.apply(xf, lip, reduction, energy.act_code, energy.negative_slope,
-                                             len(weights), *weights, *biases)
+            p, e = _MLPGradNormPenalty.apply(xf.contiguous(), lip, reduction, spec.act, spec.slope, len(weights),
+                                             *[w.contiguous() for w in weights], *biases)
             return (p, e) if return_energy else p
-        e, g = energy.energy_and_grad(x, backend=backend)
+        e, g = mlp_energy_grad(xf.contiguous(), [w.contiguous() for w in weights], biases, spec.act, spec.slope,
+                               backend=backend, _checked=True)
     else:
         xin = x if x.requires_grad else x.detach().requires_grad_(True)
         with torch.enable_grad():
-            e = energy(xin)
-            if e.dim() == 2 and e.shape[1] == 1:
-                e = e.squeeze(1)
-            if e.shape != x.shape[:1]:
-                raise ValueError(f"energy must map [B, ...] -> [B], got {tuple(e.shape)} for x {tuple(x.shape)}")
+            e = as_batch_energy(energy(xin), x.shape[0])
             (g,) = torch.autograd.grad(e.sum(), xin, create_graph=True)
     p = penalty_from_grad(g, lipschitz, reduction)
     return (p, e) if return_energy else p
 
 
-_MLP_CLASS = []
+def _use_penalty_node(x: torch.Tensor, weights, act: int, backend: str) -> bool:
+    """Whether the one-node penalty (a CPU kernel pair) runs: float32/float64 CPU tensors and a backend
+    request that the CPU kernels meet. Otherwise the penalty composes mlp_energy_grad (any backend)."""
+    if x.dtype not in (torch.float32, torch.float64) or x.device.type != "cpu":
+        return False
+    if _dispatch.requested_backend(backend)[0] not in ("auto", "cpu"):
+        return False
+    return _dispatch.choose("mlp_grad_norm_penalty", x.device, x.dtype, backend, fallback_to_ref=True) == "cpu"
 
 
-def _mlp_energy_class():
-    if not _MLP_CLASS:  # imported lazily: ebmfast.energies imports ebmfast.ops
-        from ..energies.mlp import MLPEnergy
-
-        _MLP_CLASS.append(MLPEnergy)
-    return _MLP_CLASS[0]
-
-
-def _fast_path(energy, x: torch.Tensor, backend: str):
-    """(x [B, D], weights, biases) when the one-node CPU penalty applies, else None.
-
-    Per-call overhead matters here (a width-32 penalty step is ~1 ms), hence the few checks.
-    """
-    from .mlp_energy import _has_cpu_ops
-
-    if (x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or not _has_cpu_ops()
-            or not _has_penalty_ops()):
-        return None
-    xf = energy._flat(x)
-    weights, biases = energy.fused_params()
-    if weights[0].dtype != x.dtype or weights[0].device != x.device:
-        energy._check_params(xf)  # raises the clear error
-    if _dispatch.choose("mlp_energy_grad", x.device, x.dtype, backend) != "cpu":
-        return None
-    return xf.contiguous(), [w.contiguous() for w in weights], biases
-
-
-__all__ = ["grad_norm_penalty", "penalty_from_grad"]
+__all__ = ["grad_norm_penalty", "mlp_grad_norm_penalty_backward_ref", "mlp_grad_norm_penalty_ref",
+           "penalty_from_grad"]

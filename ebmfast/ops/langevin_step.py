@@ -9,18 +9,17 @@ up to rounding.
 """
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Optional
 
 import torch
 
 from .. import _ext
+from ..core import check_scalar, check_seed
+from ..core.checks import SEED_MAX
 from . import _dispatch
 from .philox import philox_normal_ref
 
 CLIP_NONE, CLIP_VALUE, CLIP_NORM = 0, 1, 2
-_SEED_MAX = 2**63 - 1
 
 
 # --------------------------------------------------------------------------- reference
@@ -65,16 +64,8 @@ def _row_scale(grad: torch.Tensor, clip_value: float) -> torch.Tensor:
     return clip_value / norms.clamp_min(clip_value)
 
 
-# --------------------------------------------------------------------------- autograd
-def _setup_context(ctx, inputs, output):
-    x, grad, step_size, noise_scale, noise, _seed, _offset, lo, hi, clip_mode, clip_value = inputs
-    ctx.save_for_backward(output, grad)
-    ctx.step_size, ctx.noise_scale, ctx.lo, ctx.hi = step_size, noise_scale, lo, hi
-    ctx.clip_mode, ctx.clip_value = clip_mode, clip_value
-    ctx.has_noise = noise is not None
-
-
 def _backward(ctx, gy):
+    """VJP of the step w.r.t. (x, grad, noise); differentiable, so chains can be differentiated twice."""
     out, grad = ctx.saved_tensors
     # clamp passes the gradient where the output is not pinned to a bound
     mask = torch.ones_like(out, dtype=torch.bool)
@@ -99,7 +90,7 @@ def _backward(ctx, gy):
     else:
         g_grad = v
     g_noise = ctx.noise_scale * gy if ctx.has_noise else None
-    return g_x, g_grad, None, None, g_noise, None, None, None, None, None, None
+    return g_x, g_grad, g_noise
 
 
 def _fake(x, grad, step_size, noise_scale, noise, seed, offset, lo, hi, clip_mode, clip_value):
@@ -111,113 +102,48 @@ def _fake_inplace(x, grad, step_size, noise_scale, noise, seed, offset, lo, hi, 
     return None
 
 
-_REGISTERED_CPP = False
-
-
-def _register_cpp_op() -> bool:
-    """Fake kernels + autograd for the C++ ops (once, when _C is loaded)."""
-    global _REGISTERED_CPP
-    if _REGISTERED_CPP:
-        return True
-    if not _ext.available():
-        return False
+if _ext.available():
     torch.library.register_fake("ebmfast::langevin_step")(_fake)
     torch.library.register_fake("ebmfast::langevin_step_")(_fake_inplace)
     torch.library.register_fake("ebmfast::philox_normal")(lambda like, seed, offset: torch.empty_like(like))
-    torch.library.register_autograd("ebmfast::langevin_step", _backward, setup_context=_setup_context)
-    _REGISTERED_CPP = True
-    return True
-
-
-_register_cpp_op()
-
-
-# --------------------------------------------------------------------------- triton
-_TRITON_OPS = None
 
 
 def _triton_ops():
-    """Registers ebmfast::langevin_step_triton (a torch.library.triton_op) on first use."""
-    global _TRITON_OPS
-    if _TRITON_OPS is not None:
-        return _TRITON_OPS
-    import triton
-    import triton.language as tl
-    from torch.library import triton_op, wrap_triton
+    """(out_of_place, inplace) Triton step ops, registered on first use."""
+    from ._triton_langevin_register import triton_ops
 
-    from ._triton.langevin_step import _langevin_step_fwd_kernel
+    return triton_ops()
 
-    block_g = 1024  # groups per program (4096 elements): few programs, which the interpreter needs
 
-    def launch(x, grad, out, step_size, noise_scale, noise, seed, offset, lo, hi, clip_mode, clip_value, kernel):
-        n = x.numel()
-        if n == 0:
-            return
-        row_size = max(1, n // x.shape[0]) if x.dim() > 0 and x.shape[0] > 0 else 1
-        scale = _row_scale(grad, clip_value) if clip_mode == CLIP_NORM else out  # dummy pointer otherwise
-        grid = (triton.cdiv(triton.cdiv(n, 4), block_g),)
-        f64 = x.dtype == torch.float64
-        scalars = [step_size, noise_scale, lo or 0.0, hi or 0.0, clip_value]
-        params = torch.tensor(scalars, dtype=torch.float64, device=x.device) if f64 else out  # dummy if fp32
-        kernel[grid](
-            x, grad, noise if noise is not None else x, out, scale, params,
-            n, row_size, seed, offset,
-            float(step_size), float(noise_scale),
-            float(lo) if lo is not None else 0.0, float(hi) if hi is not None else 0.0, float(clip_value),
-            HAS_NOISE=noise is not None, HAS_LO=lo is not None, HAS_HI=hi is not None, CLIP_MODE=int(clip_mode),
-            ACC=tl.float64 if f64 else tl.float32, BLOCK_G=block_g,
-        )
+class LangevinStepFn(torch.autograd.Function):
+    """The step as one autograd node on a compiled backend (the one autograd registration of the op):
+    forward = the backend's kernel, backward = `_backward`, whatever the backend."""
 
-    @triton_op("ebmfast::langevin_step_triton", mutates_args=())
-    def langevin_step_triton(
-        x: torch.Tensor, grad: torch.Tensor, step_size: float, noise_scale: float, noise: Optional[torch.Tensor],
-        seed: int, offset: int, clamp_min: Optional[float], clamp_max: Optional[float], clip_mode: int,
-        clip_value: float,
-    ) -> torch.Tensor:
-        out = torch.empty_like(x)
-        launch(x, grad, out, step_size, noise_scale, noise, seed, offset, clamp_min, clamp_max, clip_mode,
-               clip_value, wrap_triton(_langevin_step_fwd_kernel))
+    @staticmethod
+    def forward(ctx, x, grad, noise, backend, args):
+        step_size, noise_scale, _noise, _seed, _offset, lo, hi, clip_mode, clip_value = args
+        out = _kernel(backend, x, grad, (step_size, noise_scale, noise) + args[3:])
+        ctx.save_for_backward(out, grad)
+        ctx.step_size, ctx.noise_scale, ctx.lo, ctx.hi = step_size, noise_scale, lo, hi
+        ctx.clip_mode, ctx.clip_value = clip_mode, clip_value
+        ctx.has_noise = noise is not None
         return out
 
-    langevin_step_triton.register_autograd(_backward, setup_context=_setup_context)
-    if _dispatch.triton_interpret():
-        # triton_op derives its fake kernel by running the launcher on fake tensors, which the
-        # CPU interpreter cannot do (it reads data pointers); on GPUs the derived one is used.
-        langevin_step_triton.register_fake(_fake)
-
-    def inplace(x, grad, *args):
-        launch(x, grad, x, *args, kernel=_langevin_step_fwd_kernel)
-
-    _TRITON_OPS = (langevin_step_triton, inplace)
-    return _TRITON_OPS
+    @staticmethod
+    def backward(ctx, gy):
+        g_x, g_grad, g_noise = _backward(ctx, gy)
+        return g_x, g_grad, g_noise, None, None
 
 
 # --------------------------------------------------------------------------- argument checks
-def _check_scalar(name: str, value, *, positive: bool = False, nonneg: bool = False) -> float:
-    if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
-            raise ValueError(f"{name} must be a number, got a tensor of shape {tuple(value.shape)}")
-        value = value.item()
-    if not isinstance(value, numbers.Real) or isinstance(value, bool):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if positive and value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value}")
-    if nonneg and value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
-    return value
-
-
 def parse_clamp(clamp) -> tuple[Optional[float], Optional[float]]:
     """None or (lo, hi) with either side None -> (lo, hi) floats; checks lo < hi."""
     if clamp is None:
         return None, None
     if not isinstance(clamp, (tuple, list)) or len(clamp) != 2:
         raise ValueError(f"clamp must be None or a pair (lo, hi), got {clamp!r}")
-    lo = None if clamp[0] is None else _check_scalar("clamp[0] (lo)", clamp[0])
-    hi = None if clamp[1] is None else _check_scalar("clamp[1] (hi)", clamp[1])
+    lo = None if clamp[0] is None else check_scalar("clamp[0] (lo)", clamp[0])
+    hi = None if clamp[1] is None else check_scalar("clamp[1] (hi)", clamp[1])
     if lo is not None and hi is not None and not lo < hi:
         raise ValueError(f"clamp needs lo < hi, got lo={lo}, hi={hi}")
     return lo, hi
@@ -231,21 +157,13 @@ def parse_grad_clip(grad_clip) -> tuple[int, float]:
         if len(grad_clip) != 2 or grad_clip[0] not in ("value", "norm"):
             raise ValueError(f"grad_clip must be None, c, ('value', c) or ('norm', c), got {grad_clip!r}")
         mode = CLIP_VALUE if grad_clip[0] == "value" else CLIP_NORM
-        return mode, _check_scalar("grad_clip value", grad_clip[1], positive=True)
-    return CLIP_VALUE, _check_scalar("grad_clip", grad_clip, positive=True)
+        return mode, check_scalar("grad_clip value", grad_clip[1], positive=True)
+    return CLIP_VALUE, check_scalar("grad_clip", grad_clip, positive=True)
 
 
 def draw_seed(generator: Optional[torch.Generator] = None) -> int:
     """A seed from torch's generator, so torch.manual_seed makes ebmfast noise repeatable."""
-    return int(torch.randint(0, _SEED_MAX, (1,), generator=generator).item())
-
-
-def _check_seed(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if not 0 <= int(value) <= _SEED_MAX:
-        raise ValueError(f"{name} must be in [0, 2**63 - 1], got {value}")
-    return int(value)
+    return int(torch.randint(0, SEED_MAX, (1,), generator=generator).item())
 
 
 # --------------------------------------------------------------------------- public function
@@ -294,8 +212,8 @@ def langevin_step(
         raise TypeError(f"grad must have the dtype of x ({x.dtype}), got {grad.dtype}")
     if x.device != grad.device:
         raise ValueError(f"grad must be on the device of x ({x.device}), got {grad.device}")
-    step_size = _check_scalar("step_size", step_size, positive=True)
-    noise_scale = _check_scalar("noise_scale", noise_scale, nonneg=True)
+    step_size = check_scalar("step_size", step_size, positive=True)
+    noise_scale = check_scalar("noise_scale", noise_scale, nonneg=True)
     lo, hi = parse_clamp(clamp)
     clip_mode, clip_value = parse_grad_clip(grad_clip)
     if clip_mode == CLIP_NORM and x.dim() < 1:
@@ -307,8 +225,8 @@ def langevin_step(
                 f"shape {tuple(noise.shape)}, {noise.dtype}, {noise.device}"
             )
         noise = noise.contiguous()
-    seed = draw_seed() if seed is None else _check_seed("seed", seed)
-    offset = _check_seed("offset", offset)
+    seed = draw_seed() if seed is None else check_seed("seed", seed)
+    offset = check_seed("offset", offset)
 
     chosen = _dispatch.choose("langevin_step", x.device, x.dtype, backend)
     if inplace:
@@ -318,6 +236,14 @@ def langevin_step(
             raise ValueError("inplace=True needs a contiguous x")
     return _run(chosen, x, grad, (step_size, noise_scale, noise, seed, offset, lo, hi, clip_mode, clip_value),
                 inplace)
+
+
+def _kernel(backend: str, x: torch.Tensor, grad: torch.Tensor, args: tuple) -> torch.Tensor:
+    """The out-of-place step on a compiled backend, below autograd."""
+    if backend == "triton":
+        return _triton_ops()[0](x, grad, *args)
+    with torch._C._AutoDispatchBelowAutograd():
+        return torch.ops.ebmfast.langevin_step.default(x, grad, *args)
 
 
 def _run(chosen: str, x: torch.Tensor, grad: torch.Tensor, args: tuple, inplace: bool) -> torch.Tensor:
@@ -334,9 +260,11 @@ def _run(chosen: str, x: torch.Tensor, grad: torch.Tensor, args: tuple, inplace:
     x = x.contiguous()
     if chosen == "ref":
         return langevin_step_ref(x, grad, *args)
-    if chosen == "triton":
-        return _triton_ops()[0](x, grad, *args)
-    return torch.ops.ebmfast.langevin_step(x, grad, *args)
+    noise = args[2]
+    if torch.is_grad_enabled() and (x.requires_grad or grad.requires_grad
+                                    or (noise is not None and noise.requires_grad)):
+        return LangevinStepFn.apply(x, grad, noise, chosen, args)
+    return _kernel(chosen, x, grad, args)
 
 
 class Stepper:
@@ -349,11 +277,11 @@ class Stepper:
 
     def __init__(self, like: torch.Tensor, step_size: float, noise_scale: float = 0.0, clamp=None,
                  grad_clip=None, seed: Optional[int] = None, backend: str = "auto"):
-        self.step_size = _check_scalar("step_size", step_size, positive=True)
-        self.noise_scale = _check_scalar("noise_scale", noise_scale, nonneg=True)
+        self.step_size = check_scalar("step_size", step_size, positive=True)
+        self.noise_scale = check_scalar("noise_scale", noise_scale, nonneg=True)
         self.lo, self.hi = parse_clamp(clamp)
         self.clip_mode, self.clip_value = parse_grad_clip(grad_clip)
-        self.seed = draw_seed() if seed is None else _check_seed("seed", seed)
+        self.seed = draw_seed() if seed is None else check_seed("seed", seed)
         self.backend = _dispatch.choose("langevin_step", like.device, like.dtype, backend)
 
     def __call__(self, x: torch.Tensor, grad: torch.Tensor, offset: int, inplace: bool) -> torch.Tensor:
@@ -364,7 +292,7 @@ class Stepper:
 
 def philox_normal(like: torch.Tensor, seed: int, offset: int = 0, backend: str = "auto") -> torch.Tensor:
     """Standard normals of ebmfast's in-kernel stream, shaped like `like` (for tests and custom updates)."""
-    seed, offset = _check_seed("seed", seed), _check_seed("offset", offset)
+    seed, offset = check_seed("seed", seed), check_seed("offset", offset)
     chosen = _dispatch.choose("philox_normal", like.device, like.dtype, backend)
     if chosen == "ref":
         acc = torch.float64 if like.dtype == torch.float64 else torch.float32

@@ -1,6 +1,6 @@
 """Samplers: a small base class, one class per file, and a name registry."""
-from ._checks import NonFiniteError
-from .base import SAMPLERS, SampleResult, Sampler, get_sampler, register_sampler
+from ..core import NonFiniteError, SampleResult
+from .base import SAMPLERS, Sampler, get_sampler, register_sampler
 from .functional import sample
 from .gradient_descent import GradientDescent
 from .langevin import Langevin

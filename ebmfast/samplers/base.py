@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
 from typing import Callable, ClassVar, Optional
 
 import torch
 
+from ..core import (NonFiniteError, SampleResult, as_batch_energy, check_every, check_n_steps, check_on_nonfinite,
+                    check_scalar, check_x0)
 from ..ops.langevin_step import Stepper, draw_seed, parse_clamp, parse_grad_clip
-from . import _checks
-from ._checks import NonFiniteError
+from ..ops.mlp_langevin_chain import mlp_langevin_chain
+from ..ops.mlp_spec import fused_mlp_of
 
 SAMPLERS: dict[str, type["Sampler"]] = {}
 
@@ -34,19 +35,27 @@ def get_sampler(name: str, **kwargs) -> "Sampler":
     return SAMPLERS[name](**kwargs)
 
 
-@dataclass
-class SampleResult:
-    """Returned when a trajectory or energies are requested.
+def check_energy_matches(energy, x0: torch.Tensor) -> None:
+    """An nn.Module energy's parameters must live on x0's device with x0's dtype."""
+    if not callable(energy):
+        raise TypeError(f"energy must be callable ([B, ...] -> [B]), got {type(energy).__name__}")
+    if isinstance(energy, torch.nn.Module):
+        for name, p in energy.named_parameters():
+            if p.device != x0.device:
+                raise ValueError(
+                    f"energy parameter {name!r} is on {p.device} but x0 is on {x0.device}; move one of them"
+                )
+            if p.is_floating_point() and p.dtype != x0.dtype:
+                raise TypeError(
+                    f"energy parameter {name!r} has dtype {p.dtype} but x0 has dtype {x0.dtype}; "
+                    f"use energy.to({x0.dtype}) or x0.to({p.dtype})"
+                )
+            break
 
-    x: [B, ...] final state. trajectory: [T, B, ...] states x_0, x_every, ... (x_0 first,
-    the final state last). energies: [T, B] energies of those states. stopped_at: step at
-    which a non-finite value stopped the chain (on_nonfinite="stop"), else None.
-    """
 
-    x: torch.Tensor
-    trajectory: Optional[torch.Tensor] = None
-    energies: Optional[torch.Tensor] = None
-    stopped_at: Optional[int] = None
+def energy_values(energy, x: torch.Tensor) -> torch.Tensor:
+    """E(x) as shape [B] (the energy may return [B] or [B, 1])."""
+    return as_batch_energy(energy(x), x.shape[0])
 
 
 def energy_grad(e: torch.Tensor, x: torch.Tensor, create_graph: bool) -> torch.Tensor:
@@ -76,21 +85,13 @@ class Sampler:
         backend: str = "auto",
         on_nonfinite: str = "raise",
     ):
-        if isinstance(step_size, bool) or not isinstance(step_size, (int, float)) or not math.isfinite(step_size):
-            raise ValueError(f"step_size must be a finite number > 0, got {step_size!r}")
-        if step_size <= 0:
-            raise ValueError(f"step_size must be > 0, got {step_size}")
-        self.step_size = float(step_size)
+        self.step_size = check_scalar("step_size", step_size, positive=True)
         if noise_scale is None:
             noise_scale = self.default_noise_scale(self.step_size)
-        if isinstance(noise_scale, bool) or not isinstance(noise_scale, (int, float)) or not math.isfinite(noise_scale):
-            raise ValueError(f"noise_scale must be a finite number >= 0, got {noise_scale!r}")
-        if noise_scale < 0:
-            raise ValueError(f"noise_scale must be >= 0, got {noise_scale}")
-        self.noise_scale = float(noise_scale)
+        self.noise_scale = check_scalar("noise_scale", noise_scale, nonneg=True)
         parse_clamp(clamp)
         parse_grad_clip(grad_clip)
-        _checks.check_on_nonfinite(on_nonfinite)
+        check_on_nonfinite(on_nonfinite)
         self.clamp, self.grad_clip, self.backend, self.on_nonfinite = clamp, grad_clip, backend, on_nonfinite
 
     @staticmethod
@@ -99,7 +100,7 @@ class Sampler:
 
     def drift(self, energy, x: torch.Tensor, create_graph: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """(E(x) [B], effective gradient [B, ...]) at x (x requires grad)."""
-        e = _checks.energy_values(energy, x)
+        e = energy_values(energy, x)
         return e, energy_grad(e, x, create_graph)
 
     def __repr__(self):
@@ -128,10 +129,10 @@ class Sampler:
         result back-propagates into the energy's parameters (memory grows with n_steps);
         otherwise each step's graph is freed before the next.
         """
-        _checks.check_x0(x0)
-        _checks.check_energy_matches(energy, x0)
-        n_steps = _checks.check_n_steps(n_steps)
-        every = _checks.check_every(every)
+        check_x0(x0)
+        check_energy_matches(energy, x0)
+        n_steps = check_n_steps(n_steps)
+        every = check_every(every)
         seed = draw_seed() if seed is None else seed
         fused = self._try_fused(energy, x0, n_steps, seed, create_graph, return_trajectory, every,
                                 return_energies, callback)
@@ -173,7 +174,7 @@ class Sampler:
             traj.append(x.detach().clone())
         if return_energies:
             with torch.no_grad():
-                energies.append(_checks.energy_values(energy, x.detach()))
+                energies.append(energy_values(energy, x.detach()))
         return SampleResult(
             x=x,
             trajectory=torch.stack(traj) if return_trajectory else None,
@@ -181,16 +182,31 @@ class Sampler:
             stopped_at=stopped_at,
         )
 
+    def fused_drift_sigma(self) -> tuple[bool, Optional[float]]:
+        """(can the fused MLP chain run this sampler's drift, its Gaussian reference scale or None).
+
+        The base drift grad E is fusable; a subclass with a drift of its own is not, unless it says
+        so by overriding this (ReferenceLangevin: grad E + x / sigma^2)."""
+        return type(self).drift is Sampler.drift, None
+
     def _try_fused(self, energy, x0, n_steps, seed, create_graph, return_trajectory, every, return_energies,
                    callback):
-        """Whole-chain kernels for energies that offer them (e.g. MLPEnergy, issue #3).
-
-        An energy opts in with a method `ebmfast_chain(sampler, x0, n_steps, seed, every,
-        return_trajectory, return_energies)` that returns a SampleResult/Tensor, or None
-        when it cannot take these options. Graph-keeping chains and callbacks always run
-        the step-by-step loop.
-        """
-        hook = getattr(energy, "ebmfast_chain", None)
-        if hook is None or create_graph or callback is not None:
+        """The whole chain in one kernel when the energy opts in (`fused_mlp()`, e.g. MLPEnergy), the
+        drift is one the kernel implements, and no graph or callback needs the step-by-step loop;
+        else None."""
+        if create_graph or callback is not None:
             return None
-        return hook(self, x0, n_steps, seed, every, return_trajectory, return_energies)
+        fusable, sigma = self.fused_drift_sigma()
+        spec = fused_mlp_of(energy) if fusable else None
+        if spec is None or math.prod(x0.shape[1:]) != spec.in_dim:
+            return None
+        res = mlp_langevin_chain(
+            x0.detach().reshape(x0.shape[0], spec.in_dim), list(spec.weights), list(spec.biases), spec.act,
+            spec.slope, n_steps=n_steps, step_size=self.step_size, noise_scale=self.noise_scale, sigma=sigma,
+            clamp=self.clamp, grad_clip=self.grad_clip, seed=seed, every=every, return_trajectory=return_trajectory,
+            return_energies=return_energies, on_nonfinite=self.on_nonfinite, backend=self.backend)
+        if isinstance(res, torch.Tensor):
+            return res.reshape(x0.shape)
+        traj = None if res.trajectory is None else res.trajectory.reshape((-1,) + tuple(x0.shape))
+        return SampleResult(x=res.x.reshape(x0.shape), trajectory=traj, energies=res.energies,
+                            stopped_at=res.stopped_at)

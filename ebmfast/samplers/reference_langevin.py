@@ -1,12 +1,12 @@
-"""Langevin with a Gaussian reference term (w-GCN, METHODS.md 2)."""
+"""Langevin with a Gaussian reference term (w-GCN, docs/methods.md)."""
 from __future__ import annotations
 
-import math
+from typing import Optional
 
 import torch
 
-from . import _checks
-from .base import Sampler, energy_grad, register_sampler
+from ..core import check_scalar
+from .base import Sampler, energy_grad, energy_values, register_sampler
 
 
 @register_sampler
@@ -24,15 +24,13 @@ class ReferenceLangevin(Sampler):
 
     def __init__(self, step_size: float, sigma: float = 1.0, noise_scale=None, clamp=None, grad_clip=None,
                  backend: str = "auto", on_nonfinite: str = "raise"):
-        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma <= 0:
-            raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}")
-        self.sigma = float(sigma)
+        self.sigma = check_scalar("sigma", sigma, positive=True)
         super().__init__(step_size, noise_scale, clamp=clamp, grad_clip=grad_clip, backend=backend,
                          on_nonfinite=on_nonfinite)
 
     @staticmethod
     def default_noise_scale(step_size: float) -> float:
-        return math.sqrt(2.0 * step_size)
+        return (2.0 * step_size) ** 0.5
 
     @classmethod
     def from_delta(cls, delta: float, sigma: float, paper_noise: bool = False, **kwargs) -> "ReferenceLangevin":
@@ -40,6 +38,9 @@ class ReferenceLangevin(Sampler):
         return cls(step_size=delta * delta / 2.0, sigma=sigma, noise_scale=noise, **kwargs)
 
     def drift(self, energy, x: torch.Tensor, create_graph: bool):
-        e = _checks.energy_values(energy, x)
+        e = energy_values(energy, x)
         g = energy_grad(e, x, create_graph)
         return e, g + x / (self.sigma * self.sigma)
+
+    def fused_drift_sigma(self) -> tuple[bool, Optional[float]]:
+        return type(self).drift is ReferenceLangevin.drift, self.sigma

@@ -5,8 +5,7 @@ import math
 
 import torch
 
-from . import _checks
-from .base import Sampler, register_sampler
+from .base import Sampler, energy_values, register_sampler
 
 
 @register_sampler
@@ -29,7 +28,7 @@ class SecondOrderLangevin(Sampler):
         return math.sqrt(2.0 * step_size)
 
     def drift(self, energy, x: torch.Tensor, create_graph: bool):
-        e = _checks.energy_values(energy, x)
+        e = energy_values(energy, x)
         (g,) = torch.autograd.grad(e.sum(), x, create_graph=True)
         (hg2,) = torch.autograd.grad((g * g).sum(), x, create_graph=create_graph)  # = 2 H g
         g = g if create_graph else g.detach()

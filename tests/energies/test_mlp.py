@@ -13,7 +13,7 @@ HAVE_CPU = _ext.available() and hasattr(torch.ops.ebmfast, "mlp_energy_grad")
 
 
 def _loop_energy(mod):
-    return lambda x: mod(x)  # no ebmfast_chain attribute: the sampler's step-by-step loop
+    return lambda x: mod(x)  # no fused_mlp method: the sampler's step-by-step loop
 
 
 def test_layers_activations_and_output_shape():
@@ -67,7 +67,8 @@ def test_unsupported_chains_fall_back_to_the_loop():
     m = MLPEnergy(2, (8,)).double()
     x0 = torch.randn(5, 2, dtype=torch.float64)
     so = SecondOrderLangevin(0.01)
-    assert m.ebmfast_chain(so, x0, 3, 0, 1, False, False) is None
+    assert so.fused_drift_sigma() == (False, None)  # its drift has a Hessian term the fused chain lacks
+    assert so._try_fused(m, x0, 3, 0, False, False, 1, False, None) is None
     torch.testing.assert_close(so.run(m, x0, 3, seed=1), so.run(_loop_energy(m), x0, 3, seed=1))
     seen = []
     Langevin(0.01).run(m, x0, 3, seed=1, callback=lambda k, x, e: seen.append(k))
