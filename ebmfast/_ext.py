@@ -28,7 +28,7 @@ def load() -> bool:
         from . import _C  # noqa: F401  (import registers the ops)
 
         _LOADED = True
-    except Exception as exc:  # ImportError, undefined symbols after a torch upgrade, ...
+    except (ImportError, OSError) as exc:  # missing build, undefined symbols after a torch upgrade, ...
         _LOADED, _ERROR = False, f"{type(exc).__name__}: {exc}"
         warnings.warn(
             "ebmfast: compiled kernels unavailable (" + _ERROR + "); using the PyTorch reference "

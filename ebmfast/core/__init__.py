@@ -4,9 +4,9 @@ Nothing here imports another ebmfast package, so `ops`, `energies`, `samplers`, 
 command line can all depend on it.
 """
 from .checks import (as_batch_energy, check_every, check_int, check_n_steps, check_on_nonfinite, check_scalar,
-                     check_seed, check_x0)
+                     check_seed, check_x0, energy_values)
 from .errors import NonFiniteError
 from .results import SampleResult
 
 __all__ = ["NonFiniteError", "SampleResult", "as_batch_energy", "check_every", "check_int", "check_n_steps",
-           "check_on_nonfinite", "check_scalar", "check_seed", "check_x0"]
+           "check_on_nonfinite", "check_scalar", "check_seed", "check_x0", "energy_values"]

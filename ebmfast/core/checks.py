@@ -76,6 +76,11 @@ def check_x0(x0, name: str = "x0") -> None:
         raise ValueError(f"{name} contains NaN or Inf")
 
 
+def energy_values(energy, x: torch.Tensor) -> torch.Tensor:
+    """E(x) as shape [B]: calls the energy and applies `as_batch_energy`."""
+    return as_batch_energy(energy(x), x.shape[0])
+
+
 def as_batch_energy(e, batch: int) -> torch.Tensor:
     """An energy's output as shape [B]: accepts [B] or [B, 1], rejects anything else.
 
@@ -88,6 +93,6 @@ def as_batch_energy(e, batch: int) -> torch.Tensor:
     if e.shape != (batch,):
         raise ValueError(
             f"energy must return one scalar per sample: expected shape [{batch}] or [{batch}, 1], "
-            f"got {tuple(e.shape)}"
+            f"got {tuple(e.shape)} (an energy maps [B, ...] to [B])"
         )
     return e

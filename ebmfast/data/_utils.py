@@ -50,7 +50,7 @@ def as_float_tensor(x, name: str = "x", ndim: Optional[int] = None) -> torch.Ten
     if not isinstance(x, torch.Tensor):
         try:
             x = torch.as_tensor(x)
-        except Exception as exc:  # noqa: BLE001 - re-raised with the name
+        except (TypeError, ValueError, RuntimeError) as exc:  # re-raised with the name
             raise TypeError(f"{name} must be a Tensor or array, got {type(x).__name__}") from exc
     if not torch.is_floating_point(x):
         x = x.to(torch.get_default_dtype())

@@ -1,6 +1,8 @@
 """User-supplied data arrays: ``.npy`` (numpy) or ``.pt`` (a torch Tensor), shape [N, D]."""
 from __future__ import annotations
 
+import pickle
+
 import os
 from pathlib import Path
 from typing import Union
@@ -31,7 +33,7 @@ def load_array(path: Union[str, os.PathLike]) -> torch.Tensor:
             obj = np.load(p, allow_pickle=False)
         else:
             obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - every reader error becomes one clear message
+    except (OSError, ValueError, EOFError, RuntimeError, pickle.UnpicklingError) as exc:  # reader errors, one message
         raise ValueError(f"path {str(p)!r}: could not read the file ({type(exc).__name__}: {exc})") from exc
     if isinstance(obj, np.ndarray):
         if not (np.issubdtype(obj.dtype, np.number) or obj.dtype == np.bool_):

@@ -12,7 +12,7 @@ Scales chosen here (papers 000 and 003 do not state theirs):
   (3 * 0.2 = 0.6 < half the smallest spacing: 0.77 on the ring, 1.0 on grids),
   so "high-quality sample" counts are unambiguous.
 - swissroll: sklearn make_swiss_roll(noise=0.5), coords (x, z) divided by 3.5
-  -> about [-3.2, 4.1] (FFJORD divides by 5; the brief asks ~[-4, 4]).
+  -> about [-3.2, 4.1] (FFJORD divides by 5; this puts the set in about [-4, 4]).
 - moons: sklearn make_moons(noise=0.05), centred at (0.5, 0.25) and scaled x2
   -> about [-3, 3] x [-1.6, 1.6]. make_moons spaces the arc positions evenly (not i.i.d.);
   ``moons(n, iid=True)`` draws the same law i.i.d. (use it for MMD noise floors).

@@ -1,14 +1,10 @@
 """Energy modules: [B, ...] -> [B], low energy = likely.
 
-MLPEnergy (mlp.py) has fused kernels for sampling chains and gradient penalties.
+MLPEnergy (mlp.py) has fused kernels for sampling chains and gradient penalties; it opts in through
+the `fused_mlp()` protocol method (ebmfast/ops/mlp_spec.py). ToyEnergy is MLPEnergy at the depth of
+the 2-D experiments.
 """
 from .mlp import MLPEnergy
+from .toy import ToyEnergy
 
-__all__ = ["MLPEnergy"]
-
-try:  # toy.py is written by another worker; export it when present
-    from .toy import ToyEnergy  # noqa: F401
-
-    __all__.append("ToyEnergy")
-except ImportError:
-    pass
+__all__ = ["MLPEnergy", "ToyEnergy"]

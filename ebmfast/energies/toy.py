@@ -9,8 +9,6 @@ its image energies) are our choice.
 """
 from __future__ import annotations
 
-from torch import nn
-
 from .mlp import MLPEnergy
 
 __all__ = ["ToyEnergy"]
@@ -35,7 +33,3 @@ class ToyEnergy(MLPEnergy):
             raise ValueError(f"n_layers must be an int >= 2, got {n_layers!r}")
         super().__init__(in_dim, hidden=(hidden,) * (n_layers - 1), activation=activation,
                          negative_slope=negative_slope)
-
-    def linear_layers(self) -> list[nn.Linear]:
-        """The Linear layers in order (for per-layer weight analysis)."""
-        return list(self.layers)

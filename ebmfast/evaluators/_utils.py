@@ -11,7 +11,7 @@ def as_2d(x, name: str) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         try:
             x = torch.as_tensor(x)
-        except Exception as exc:  # noqa: BLE001
+        except (TypeError, ValueError, RuntimeError) as exc:  # re-raised with the name
             raise TypeError(f"{name} must be a Tensor or array, got {type(x).__name__}") from exc
     if x.ndim < 1 or x.shape[0] == 0:
         raise ValueError(f"{name} must be a non-empty [N, ...] tensor, got shape {tuple(x.shape)}")
@@ -26,7 +26,7 @@ def as_1d(x, name: str) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         try:
             x = torch.as_tensor(x)
-        except Exception as exc:  # noqa: BLE001
+        except (TypeError, ValueError, RuntimeError) as exc:  # re-raised with the name
             raise TypeError(f"{name} must be a Tensor or array, got {type(x).__name__}") from exc
     x = x.detach()
     if x.ndim == 2 and x.shape[1] == 1:

@@ -32,6 +32,8 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor
 
+from ..core import energy_values
+
 __all__ = [
     "energy_values",
     "energy_grad",
@@ -47,18 +49,6 @@ _FIXED_STEP = {"euler", "midpoint", "rk4", "explicit_adams", "implicit_adams", "
 
 
 # ----------------------------------------------------------------- helpers
-def energy_values(energy: EnergyFn, x: Tensor) -> Tensor:
-    """``energy(x)`` as a [B] tensor; accepts [B] or [B, 1] outputs, rejects anything else."""
-    e = energy(x)
-    if not torch.is_tensor(e):
-        raise TypeError(f"energy must return a Tensor, got {type(e).__name__}")
-    if e.dim() == 2 and e.shape[1] == 1:
-        e = e[:, 0]
-    if e.dim() != 1 or e.shape[0] != x.shape[0]:
-        raise ValueError(f"energy must map [B, ...] -> [B] (or [B, 1]); for B={x.shape[0]} got {tuple(e.shape)}")
-    return e
-
-
 def energy_grad(energy: EnergyFn, x: Tensor, create_graph: bool = False) -> Tensor:
     """grad_x E(x), same shape as ``x``.
 

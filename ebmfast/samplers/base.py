@@ -14,8 +14,8 @@ from typing import Callable, ClassVar, Optional
 
 import torch
 
-from ..core import (NonFiniteError, SampleResult, as_batch_energy, check_every, check_n_steps, check_on_nonfinite,
-                    check_scalar, check_x0)
+from ..core import (NonFiniteError, SampleResult, check_every, check_n_steps, check_on_nonfinite, check_scalar,
+                    check_x0, energy_values)
 from ..ops.langevin_step import Stepper, draw_seed, parse_clamp, parse_grad_clip
 from ..ops.mlp_langevin_chain import mlp_langevin_chain
 from ..ops.mlp_spec import fused_mlp_of
@@ -51,11 +51,6 @@ def check_energy_matches(energy, x0: torch.Tensor) -> None:
                     f"use energy.to({x0.dtype}) or x0.to({p.dtype})"
                 )
             break
-
-
-def energy_values(energy, x: torch.Tensor) -> torch.Tensor:
-    """E(x) as shape [B] (the energy may return [B] or [B, 1])."""
-    return as_batch_energy(energy(x), x.shape[0])
 
 
 def energy_grad(e: torch.Tensor, x: torch.Tensor, create_graph: bool) -> torch.Tensor:

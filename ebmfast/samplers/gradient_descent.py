@@ -1,5 +1,5 @@
-"""Noise-free gradient descent on the energy (OT-EBM particles, METHODS.md 1; the
-self-adversarial generator, METHODS.md 5)."""
+"""Noise-free gradient descent on the energy (OT-EBM particles, docs/methods §1; the
+self-adversarial generator, docs/methods §5)."""
 from __future__ import annotations
 
 from .base import Sampler, register_sampler

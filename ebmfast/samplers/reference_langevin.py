@@ -1,4 +1,4 @@
-"""Langevin with a Gaussian reference term (w-GCN, docs/methods.md)."""
+"""Langevin with a Gaussian reference term (w-GCN, docs/methods §2)."""
 from __future__ import annotations
 
 from typing import Optional
