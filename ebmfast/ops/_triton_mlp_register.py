@@ -464,7 +464,7 @@ def triton_ops() -> SimpleNamespace:
     from torch.library import triton_op, wrap_triton
 
     from . import mlp_energy as m
-    from . import mlp_langevin_chain as mc
+    from .mlp_langevin_chain import _fake_chain
     from ._triton.mlp_backward import _mlp_energy_grad_bwd_kernel
     from ._triton.mlp_energy import _mlp_chain_fwd_kernel, _mlp_energy_grad_fwd_kernel
 
@@ -496,7 +496,7 @@ def triton_ops() -> SimpleNamespace:
         # triton_op derives its fake kernel by running the launcher on fake tensors, which the CPU
         # interpreter cannot do (it reads data pointers); on GPUs the derived one is used
         mlp_energy_grad_triton.register_fake(m._fake_energy_grad)
-        mlp_langevin_chain_triton.register_fake(mc._fake_chain)
+        mlp_langevin_chain_triton.register_fake(_fake_chain)
         mlp_energy_grad_backward_triton.register_fake(m._fake_energy_grad_backward)
     _OPS = SimpleNamespace(energy_grad=mlp_energy_grad_triton, chain=mlp_langevin_chain_triton,
                            energy_grad_backward=mlp_energy_grad_backward_triton)
