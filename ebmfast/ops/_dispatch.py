@@ -64,6 +64,7 @@ def triton_interpret() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+@functools.lru_cache(maxsize=None)  # registrations do not change once the extension is loaded
 def has_kernel(op: str, dispatch_key: str) -> bool:
     """Whether the loaded extension registers a kernel of ebmfast::`op` for `dispatch_key`."""
     if not _ext.available() or not hasattr(torch.ops.ebmfast, op):
