@@ -34,7 +34,7 @@ def _ext_modules():
         _flag("FORCE_CUDA") or (torch.cuda.is_available() and CUDA_HOME is not None)
     ) and torch.version.cuda is not None
     csrc = os.path.join("csrc")
-    sources = [os.path.join(csrc, "ebmfast.cpp"), os.path.join(csrc, "mlp_schemas.cpp")] + sorted(glob.glob(os.path.join(csrc, "cpu", "*.cpp")))
+    sources = [os.path.join(csrc, f) for f in ("ebmfast.cpp", "mlp_schemas.cpp", "autograd_guard.cpp")] + sorted(glob.glob(os.path.join(csrc, "cpu", "*.cpp")))
     cxx = ["-O3", "-g0", "-std=c++20", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
     extra = {"cxx": cxx}
     define_macros = []
