@@ -10,7 +10,8 @@ import torch
 from . import _ext
 from .ops import _dispatch
 
-OPS = ("langevin_step", "philox_normal")
+OPS = ("langevin_step", "philox_normal", "mlp_energy_grad", "mlp_energy_grad_backward", "mlp_langevin_chain",
+       "mlp_grad_norm_penalty")
 
 
 def collect() -> dict:
@@ -59,10 +60,10 @@ def main() -> None:
         print(f"  {key:18s} {info[key]}")
     print(f"  {'extension':18s} {'loaded' if info['extension_loaded'] else 'NOT loaded: ' + str(info['extension_error'])}")
     print(f"  {'kernels built':18s} {', '.join(k for k, v in info['extension_kernels'].items() if v) or 'none'}")
-    print("backends (float32):")
+    print("backends for langevin_step (float32):")
     for k, v in info["backends"].items():
         print(f"  {k:18s} {v}")
-    print("auto choice per op and device:")
+    print("auto choice per op and device (float32; the MLP ops also check each network's size at call time):")
     for k, v in info["choice"].items():
         print(f"  {k:28s} {v}")
 
