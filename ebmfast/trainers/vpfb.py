@@ -63,7 +63,8 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from .base import Trainer, TrainerConfig, param, register_trainer
+from .base import Trainer
+from .config import TrainerConfig, param
 
 __all__ = [
     "PotentialMLP", "innovation", "innovation_mean", "vpfb_loss", "velocity_scale",
@@ -262,7 +263,6 @@ class BoltzmannEnergy(nn.Module):
 
 
 # =================================================================== trainer
-@register_trainer
 class VPFBTrainer(Trainer):
     """Variational potential flow (004) on [B, *S] data.
 
@@ -278,6 +278,7 @@ class VPFBTrainer(Trainer):
 
     name = "vpfb"
     Config = VPFBConfig
+    step_size_keys = ("lr", "lr_min")
 
     def build(self) -> None:
         c = self.config
