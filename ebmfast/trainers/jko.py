@@ -1,4 +1,4 @@
-"""JKO-Flow: primal-dual Wasserstein gradient flow (paper 002 §3, eq. 8, Alg. 1; METHODS.md §4).
+"""JKO-Flow: primal-dual Wasserstein gradient flow (paper 002 §3, eq. 8, Alg. 1).
 
 Each JKO step k (step size a) learns a transport map ``T_k`` and sets
 ``P_{k+1} = T_k # P_k`` where

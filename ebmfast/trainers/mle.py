@@ -1,6 +1,6 @@
 """Maximum-likelihood EBM with (SG)Langevin negatives: the baseline of every comparison.
 
-METHODS.md §0 (000 eq. 4, 5, 12; 003 eq. 1, 3). Each iteration:
+Papers 000 eq. 4, 5, 12 and 003 eq. 1, 3. Each iteration:
 
 1. negatives: ``n_steps`` Langevin steps ``x <- x - step_size * grad E(x) + noise_scale * xi``
    (``ebmfast.sample``) started from

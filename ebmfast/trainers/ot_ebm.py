@@ -1,4 +1,4 @@
-"""OT-EBM: near-optimal Wasserstein gradient flow (METHODS.md §1; 000 §5.4, eq. 30-32, Alg. 1).
+"""OT-EBM: near-optimal Wasserstein gradient flow (000 §5.4, eq. 30-32, Alg. 1).
 
 Particles x (``n_particles``, 200 on toys) start once from N(0, I) and persist.
 Each iteration t:
@@ -14,7 +14,7 @@ Each iteration t:
          + tau/4 * mean (|grad E(x_{t+1})| - L)^2     (+ alpha * mean(E(data)^2 + E(x_{t+1})^2))
 
    (the penalties are minimised: eq. 32 prints "+" as gradient ascent, which
-   would grow them and contradict the text; see METHODS.md §1).
+   would grow them and contradict the text).
 
     tr = OTEBMTrainer({"tau": 20.0, "lipschitz": 1.0}, dim=2, seed=0)
     tr.fit(data, n_iters=2000, batch_size=200)

@@ -1,6 +1,6 @@
 """Noise-free EBM dynamics as a generator, with the self-adversarial loss (paper 003).
 
-Method (METHODS.md §5; 003 eq. 3, 7, 12):
+Method (003 eq. 3, 7, 12):
 
 - Generator G_theta: K steps from x0 ~ N(0, prior_std^2 I), no persistence,
 

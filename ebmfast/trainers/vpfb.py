@@ -1,4 +1,4 @@
-"""VPFB: variational potential flow (paper 004; METHODS.md §6).
+"""VPFB: variational potential flow (paper 004).
 
 A time-dependent potential Phi(x, t) (log-density-like: high near data)
 moves prior samples x(0) ~ N(0, I) to data along ``dx/dt = grad_x Phi``
@@ -12,7 +12,7 @@ omega = nu = 1, which is what the OT path gives)
 
     gamma(x, x_bar, tau) = |x|^2 / (1-tau)^2 + (1+tau) |x - x_bar|^2 / (1-tau)^3.
 
-Loss (004 eq. 27 with the official code's weights, METHODS.md §6), minimised:
+Loss (004 eq. 27 with the official code's weights), minimised:
 
     w_cov * Cov[Phi(x,t), w(tau) gamma] + w_grad_x * E|grad_x Phi|^2 + w_grad_t * E(d_t Phi)^2
     + poincare * E Phi^2 - w_cos * E cos(grad_x Phi, v),        w(tau) = (1 - tau)^kappa

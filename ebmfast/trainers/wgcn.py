@@ -1,4 +1,4 @@
-"""w-pGCN / w-GCN: Wasserstein generative ConvNet (METHODS.md §2; 001 §4.1, eq. 13-18, Alg. 1).
+"""w-pGCN / w-GCN: Wasserstein generative ConvNet (001 §4.1, eq. 13-18, Alg. 1).
 
 Model ``p(x) ∝ exp(f_theta(x)) q(x)`` with Gaussian reference q = N(0, sigma^2 I).
 The trainer's module ``net`` is an energy ``E_net = -f`` ([B, ...] -> [B], ebmfast

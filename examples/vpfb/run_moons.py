@@ -201,7 +201,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     # "literal": eq. 27 / eq. 13 / eq. 22 as printed (batch covariance, kappa = 2 > 1, (d_t Phi)^2 on all t,
-    # dx/dt = grad Phi, Phi_B with 4 Phi) - the reading METHODS.md gives, to compare with ours.
+    # dx/dt = grad Phi, Phi_B with 4 Phi) - the literal reading of the paper, to compare with ours.
     table = {"default": {}, "batch": {"centering": "batch"}, "paper": {"scaling": "paper"},
              "literal": {"centering": "batch", "kappa": 2.0, "scaling": "paper", "grad_t_on": "all",
                          "baseline": False},
