@@ -77,16 +77,24 @@ def environment() -> dict:
             "argv": " ".join(sys.argv)}
 
 
-def write_json(path: str | Path, payload: Any, indent: Optional[int] = None, default=None) -> Path:
-    """``json.dumps(payload)`` written atomically to ``path``; returns the path."""
+def write_json(path: str | Path, payload: Any, indent: Optional[int] = None, default=None,
+               newline: bool = False) -> Path:
+    """``json.dumps(payload, indent=indent, default=default)`` (plus a final newline if asked) written
+    atomically to ``path``; returns the path."""
     path = Path(path)
-    atomic_write_text(path, json.dumps(payload, indent=indent, default=default) + ("\n" if indent is not None else ""))
+    atomic_write_text(path, json.dumps(payload, indent=indent, default=default) + ("\n" if newline else ""))
     return path
 
 
-def mean_sd(values: Iterable[float]) -> tuple[float, float]:
-    """(mean, sample standard deviation) of the finite values (sd 0 for one value; (nan, nan) for none)."""
-    v = [float(x) for x in values if x is not None and math.isfinite(float(x))]
+def mean_sd(values: Iterable[float], skip_nonfinite: bool = True) -> tuple[float, float]:
+    """(mean, sample standard deviation) of the values (sd 0 for one value; (nan, nan) for none).
+
+    ``skip_nonfinite``: leave out NaN / inf (e.g. diverged runs, counted elsewhere); False keeps
+    them, so one NaN makes the mean NaN.
+    """
+    v = [float(x) for x in values if x is not None]
+    if skip_nonfinite:
+        v = [x for x in v if math.isfinite(x)]
     if not v:
         return math.nan, math.nan
     return statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0
