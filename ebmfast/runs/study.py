@@ -90,12 +90,12 @@ def mean_sd(values: Iterable[float], skip_nonfinite: bool = True) -> tuple[float
     """(mean, sample standard deviation) of the values (sd 0 for one value; (nan, nan) for none).
 
     ``skip_nonfinite``: leave out NaN / inf (e.g. diverged runs, counted elsewhere); False keeps
-    them, so one NaN makes the mean NaN.
+    them, so one NaN / inf makes both NaN.
     """
     v = [float(x) for x in values if x is not None]
     if skip_nonfinite:
         v = [x for x in v if math.isfinite(x)]
-    if not v:
+    if not v or not all(math.isfinite(x) for x in v):
         return math.nan, math.nan
     return statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0
 
