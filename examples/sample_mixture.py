@@ -2,7 +2,7 @@
 
     python examples/sample_mixture.py [--out runs/sample_mixture] [--n 4000] [--steps 500]
 
-Writes samples.png (samples over the energy contours) and samples.npy, and prints which
+Writes samples.png (samples over the energy contours, and exp(-E)) and samples.npy, and prints which
 backend ran and how fast, next to a hand-written eager PyTorch loop on the same energy.
 """
 from __future__ import annotations
@@ -12,12 +12,13 @@ import math
 import os
 import time
 
-import numpy as np
 import torch
 
 import ebmfast
 from ebmfast.data import get_mixture
 from ebmfast.ops import _dispatch
+from ebmfast.plotting import energy_contours
+from ebmfast.runs.io import atomic_save_npy
 
 
 def mixture_energy(mix):
@@ -69,9 +70,9 @@ def main(argv=None):
 
     cov = mode_coverage(x, mix)
     mmd = mmd_vs_floor(x, mix.sample(args.n, seed=args.seed + 1), n_repeats=5)
-    np.save(os.path.join(args.out, "samples.npy"), x.numpy())
-    png = os.path.join(args.out, "samples.png")
-    plot(energy, x, png, f"{args.data}: {args.n} chains x {args.steps} steps ({backend})")
+    atomic_save_npy(os.path.join(args.out, "samples.npy"), x.numpy())
+    png = energy_contours(energy, x, os.path.join(args.out, "samples.png"), (-4, 4), (-4, 4),
+                          title=f"{args.data}: {args.n} chains x {args.steps} steps ({backend})")
 
     steps_per_s = args.n * args.steps / t_fused
     print(f"backend: {backend} (ebmfast.sample; `python -m ebmfast.info` lists all)")
@@ -81,25 +82,6 @@ def main(argv=None):
           f"MMD = {mmd['ratio']:.2f} x noise floor")
     print(f"wrote {png} and samples.npy")
     return 0
-
-
-def plot(energy, x, path, title):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    grid = torch.linspace(-4, 4, 200)
-    gx, gy = torch.meshgrid(grid, grid, indexing="xy")
-    with torch.no_grad():
-        e = energy(torch.stack([gx.reshape(-1), gy.reshape(-1)], 1)).reshape(200, 200)
-    fig, ax = plt.subplots(figsize=(6, 6), dpi=100)
-    ax.contourf(gx.numpy(), gy.numpy(), e.clamp(max=e.min() + 12).numpy(), levels=30, cmap="viridis")
-    ax.scatter(x[:, 0].numpy(), x[:, 1].numpy(), s=1.5, c="white", alpha=0.6)
-    ax.set(xlim=(-4, 4), ylim=(-4, 4), title=title, aspect="equal")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

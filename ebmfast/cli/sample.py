@@ -42,7 +42,7 @@ def _pos_int(name: str, text, lo: int) -> int:
 
 
 def run(args) -> int:
-    from ..runs import isolated_rng, load_trained, methods, open_run
+    from ..runs import isolated_rng, load_trained, open_run
     n = _pos_int("-n", args.n, 1)
     steps = None if args.steps is None else _pos_int("--steps", args.steps, 0)
     seed = _pos_int("--seed", args.seed, 0)
@@ -53,16 +53,20 @@ def run(args) -> int:
     tr, data = load_trained(run_, which=args.checkpoint)
     spec = run_.spec
     if steps is None:
-        pool = methods.pool_size(tr)
+        pool = tr.pool_size()
         if pool is not None and n > pool:
-            raise SpecError(f"-n {n} > the run's {pool} particles ({methods.pool_key(tr.name, tr.config)}); "
+            raise SpecError(f"-n {n} > the run's {pool} particles ({tr.sample_pool_key(tr.config)}); "
                             f"ask for at most {pool}, or pass --steps K to draw fresh chains of K steps")
-    elif not methods.can_chain(tr):
+    elif not tr.has_chain:
         raise SpecError(f"--steps: method {tr.name!r} has no step-by-step chain; sample without --steps")
-    if tr.name == "jko" and steps is not None and steps > tr.k:
-        raise SpecError(f"--steps {steps} > the run's {tr.k} finished JKO steps")
     with isolated_rng(seed), torch.no_grad():
-        x = tr.sample(n) if steps is None else methods.fresh_chain(tr, n, steps)
+        if steps is None:
+            x = tr.sample(n)
+        else:
+            try:
+                x = tr.fresh_chain(n, steps)
+            except ValueError as e:  # e.g. more JKO steps than the run has finished
+                raise SpecError(f"--steps {steps}: {e}") from e
     x = x.detach().to("cpu", torch.float32).reshape(x.shape[0], -1) / spec.data_scale
     out.parent.mkdir(parents=True, exist_ok=True)
     suffix = out.suffix.lower()

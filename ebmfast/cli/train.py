@@ -32,8 +32,8 @@ def _field_help(name: str) -> str:
     if m.get("choices"):
         rng = f" {{{','.join(m['choices'])}}}"
     elif any(m.get(k) is not None for k in ("gt", "ge", "lt", "le")):
-        from ..trainers.base import _range_text
-        rng = f" range {_range_text(m)}"
+        from ..trainers.config import range_text
+        rng = f" range {range_text(m)}"
     default = "" if f.default is None else f" (default {f.default})"
     return f"{m.get('doc', '')}{rng}{default}"
 
@@ -96,13 +96,10 @@ def _default_out(spec: RunConfig) -> Path:
 
 def resolve_trainer(cls, spec: RunConfig, file_trainer: dict, sets: dict):
     """(validated trainer config, presets applied by the CLI). See module docstring of ebmfast.runs.spec."""
-    from ..runs import methods
     user = {**file_trainer, **sets}
-    presets = {}
-    if cls.name == "jko" and "functional" not in user:
-        presets["functional"] = "kl" if spec.target is not None and spec.data is None else "jsd"
+    presets = dict(cls.cli_presets(user, has_data=spec.data is not None, has_target=spec.target is not None))
     cfg = build_trainer_config(cls, {**presets, **user})
-    key = methods.pool_key(cls, cfg)
+    key = cls.sample_pool_key(cfg)
     if key is not None and getattr(cfg, key) < spec.n_samples:
         if key in user:
             raise SpecError(f"{cls.name} option {key}={getattr(cfg, key)} is smaller than --n-samples "
@@ -175,13 +172,12 @@ def prepare(args, run_values: dict, file_trainer: dict, sets: dict):
         raise SpecError("--data is required: a data set name (e.g. grid9, ring8, swissroll) or a .npy/.pt "
                         "file of shape [N, D]")
     iters = spec.iters
-    if cls.name == "jko":
-        total = cfg.n_jko_steps * cfg.j1
+    limit = cls.iteration_limit(cfg)
+    if limit is not None:
         if iters is None:
-            iters = total
-        elif iters > total:
-            raise SpecError(f"iters (--iters) {iters} exceeds the JKO schedule n_jko_steps * j1 = "
-                            f"{cfg.n_jko_steps} * {cfg.j1} = {total}; raise n_jko_steps or j1 (--set) or lower --iters")
+            iters = limit[0]
+        elif iters > limit[0]:
+            raise SpecError(f"iters (--iters) {iters} exceeds {limit[1]}; lengthen it (--set) or lower --iters")
     spec = dataclasses.replace(spec, iters=iters or DEFAULT_ITERS)
     spec = dataclasses.replace(spec, **resolve_cadence(spec, spec.iters)).validate()
     check_environment(spec, dim)
@@ -257,7 +253,7 @@ def execute(runner, record: dict, presets: dict, args) -> int:
 
 def _train_and_report(runner) -> int:
     from ..runs.loop import RunDiverged, RunInterrupted
-    from .main import EXIT_DIVERGED, EXIT_INTERRUPTED
+    from .exit_codes import EXIT_DIVERGED, EXIT_INTERRUPTED
     try:
         final = runner.train()
     except RunDiverged as e:
@@ -297,8 +293,9 @@ def _resume(args) -> int:
         data = load_run_data(spec.data, spec.n_data, spec.seed if spec.data_seed is None else spec.data_seed,
                              expect_sha256=(rec.get("data") or {}).get("sha256"))
     dim = data.dim if data is not None else int(rec["dim"])
-    if cls.name == "jko" and spec.iters > cfg.n_jko_steps * cfg.j1:
-        raise SpecError(f"iters (--iters) {spec.iters} exceeds n_jko_steps * j1 = {cfg.n_jko_steps * cfg.j1}")
+    limit = cls.iteration_limit(cfg)
+    if limit is not None and spec.iters > limit[0]:
+        raise SpecError(f"iters (--iters) {spec.iters} exceeds {limit[1]}")
     check_environment(spec, dim)
     set_threads(spec, dim)
     paths = RunPaths(Path(args.resume))

@@ -5,9 +5,11 @@
     trainer, data = load_trained(run)          # trainer with the last checkpoint loaded
 
 Modules: ``spec`` (RunConfig, config files, --set parsing), ``data`` (data loading,
-fingerprints, held-out data), ``methods`` (per-method knowledge: energy, chains, pools,
-step sizes), ``evaluation`` (MMD ratio to the noise floor, modes), ``loop`` (Runner: fit +
-progress + logs + checkpoints + best + divergence rollback), ``figures``, ``rundir``, ``io``.
+fingerprints, held-out data), ``methods`` (step-size halving, gradient norms: generic, through
+each trainer's own facts), ``evaluation`` (MMD ratio to the noise floor, modes), ``loop`` (Runner:
+fit + progress + logs + checkpoints + best + divergence rollback), ``figures``, ``rundir``, ``io``,
+``study`` (the shared pieces of the scripted studies under ``examples/``). Checkpoints and JSONL
+logs are the trainers' (``ebmfast.trainers.checkpoint``, ``ebmfast.trainers.jsonl``).
 """
 from .loop import Runner, RunDiverged, RunInterrupted, isolated_rng
 from .rundir import RunPaths, load_trained, open_run

@@ -130,7 +130,7 @@ def resolve_target(spec: Optional[str]) -> Optional[Callable[[Tensor], Tensor]]:
         mod, _, attr = spec.partition(":")
         try:
             obj = getattr(importlib.import_module(mod), attr)
-        except Exception as e:  # noqa: BLE001
+        except (ImportError, AttributeError) as e:
             raise SpecError(f"--target {spec!r}: could not import ({type(e).__name__}: {e})") from e
         if hasattr(obj, "energy") and callable(obj.energy):
             return obj.energy

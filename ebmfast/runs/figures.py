@@ -15,30 +15,19 @@ from typing import Optional
 
 import torch
 
-from . import methods
 from .io import read_jsonl
 
-__all__ = ["write_run_figures", "data_energy", "chain_steps"]
+__all__ = ["write_run_figures", "data_energy"]
 
 
 def data_energy(trainer, scale: float):
     """The learned energy as a function of data coordinates: x -> E(scale * x), or None."""
-    e = methods.energy_fn(trainer)
+    e = trainer.energy_fn()
     if e is None:
         return None
     if scale == 1.0:
         return e
     return lambda x: e(x * scale)
-
-
-def chain_steps(trainer) -> int:
-    """Steps of the fresh chains drawn for chain strips / default figure chains."""
-    c = trainer.config
-    if trainer.name == "jko":
-        return max(1, trainer.k)
-    if trainer.name in ("w-gcn", "self-adv"):
-        return int(c.n_steps)
-    return max(int(getattr(c, "sample_steps", 0) or 0), 100)
 
 
 def write_run_figures(runner, final: bool) -> list:
@@ -81,10 +70,10 @@ def write_run_figures(runner, final: bool) -> list:
         out.append(P.layer_norms(lrecs, fig_dir / "layers.png", title=f"{tr.name}: per-layer norms"))
     if spec.image_shape is not None and samples is not None:
         out.append(P.image_grid(samples[:64], spec.image_shape, fig_dir / "image_grid.png", title=title))
-        if methods.can_chain(tr):
-            k = chain_steps(tr)
+        if tr.has_chain:
+            k = tr.figure_chain_steps()
             try:
-                frames = methods.chain_trajectory(tr, 6, k, n_frames=8) / spec.data_scale
+                frames = tr.chain_trajectory(6, k, n_frames=8) / spec.data_scale
                 marks = sorted({round(i * k / (frames.shape[0] - 1)) for i in range(frames.shape[0])})
                 out.append(P.chain_strip(frames.reshape(frames.shape[0], frames.shape[1], -1), spec.image_shape,
                                          fig_dir / "chains.png", steps=marks,

@@ -7,7 +7,7 @@ Runner owns the run directory) and does, after each iteration, in this order:
    ``quiet``, one plain log line per log point;
 2. metrics.jsonl / layers.jsonl (per-layer spectral and gradient norms) / TensorBoard;
 3. periodic evaluation (MMD ratio, modes) and the best checkpoint (``best/``);
-4. the checkpoint (``ckpt/``, via ``Trainer.save_checkpoint``; last ``keep_last`` kept);
+4. the checkpoint (``ckpt/``, the trainer's ``Checkpointer``; last ``keep_last`` kept);
 5. figures.
 
 Reproducibility: everything in 2-5 that draws random numbers runs inside
@@ -22,13 +22,14 @@ Divergence (``DivergenceError`` from the Trainer base, raised before the state o
 bad iteration is saved anywhere): ``on_divergence="stop"`` raises :class:`RunDiverged`
 whose message names the iteration, the metric and the last good checkpoint;
 ``"rollback"`` rebuilds the trainer with every step size halved
-(:func:`ebmfast.runs.methods.halve_step_sizes`), restores the last good checkpoint
+(the trainer class's ``step_sizes``), restores the last good checkpoint
 (or restarts from scratch if there is none), halves the optimisers' learning rates,
 checkpoints that state at once and continues, at most ``max_rollbacks`` times.
 """
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import random
 import sys
@@ -38,7 +39,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from ..trainers.base import DivergenceError, latest_checkpoint
+from ..trainers import Checkpointer, DivergenceError, load_checkpoint_files
 from . import methods
 from .data import RunData, resolve_target
 from .evaluation import RunEvaluator, summary_line
@@ -137,17 +138,17 @@ class Runner:
     # ----------------------------------------------------------------- setup
     def _build(self, cfg):
         tr = build_trainer(self.cls, cfg, self.spec, self.dim, target=self.target)
-        tr.keep_checkpoints = self.spec.keep_last  # instance attribute overrides the ClassVar
+        self.ckpt = tr.checkpointer(self.paths.ckpt, keep=self.spec.keep_last)
+        self.best_ckpt = Checkpointer(self.paths.best, tr, keep=1)
         return tr
 
     def restore(self) -> Optional[int]:
         """Resume: rebuild the trainer from the latest checkpoint's config, load it, cut the logs back."""
-        from ..trainers.base import load_checkpoint_files
-        rec = latest_checkpoint(self.paths.ckpt) if self.paths.ckpt.is_dir() else None
+        rec = self.ckpt.latest()
         if rec is not None:
             _, state = load_checkpoint_files(self.paths.ckpt)
             self.trainer = self._build(self.cls.Config.from_dict(state["config"]))
-            self.trainer.load_checkpoint(self.paths.ckpt)
+            self.ckpt.load()
         it = self.trainer.iteration
         self.metrics_log.truncate_from(it)
         self.layers_log.truncate_from(it)
@@ -156,7 +157,7 @@ class Runner:
         try:
             cfg = read_json(self.paths.config)
             self.rollbacks = list(cfg.get("rollbacks", []))
-        except Exception:  # noqa: BLE001
+        except (OSError, json.JSONDecodeError):  # a torn config.json: the rollback history is lost, not the run
             self.rollbacks = []
         self.resumed_from = it if rec is not None else None
         self.metrics_log.write({"event": "resume", "at_iteration": it, "time": time.time()})
@@ -206,7 +207,7 @@ class Runner:
                     if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "it":
                         self._tb.add_scalar(k, v, n)
         if n % self.cad["ckpt_every"] == 0 and n != self.iters:
-            trainer.save_checkpoint(self.paths.ckpt)
+            self.ckpt.save(trainer.iteration)
         if self.spec.figures and self.cad["fig_every"] and n % self.cad["fig_every"] == 0 and n != self.iters:
             self.write_figures(final=False)
         self._cb_time += time.perf_counter() - t0
@@ -228,7 +229,7 @@ class Runner:
                     spec[f"{mname}.{k}"] = v
                 for k, v in grad_norms(mod, weights_only=True).items():
                     grad[f"{mname}.{k}"] = v
-            except Exception:  # noqa: BLE001 - diagnostics must never stop training
+            except (RuntimeError, ValueError):  # e.g. an SVD that does not converge: skip this module's norms
                 continue
         if spec:
             self.layers_log.write({"it": it, "spectral": spec, "grad": grad})
@@ -236,7 +237,7 @@ class Runner:
     # ------------------------------------------------------------ evaluation
     def draw_samples(self, n: int, seed: int) -> torch.Tensor:
         """``n`` samples of the current model in data coordinates, [n, D] (CPU, float32); isolated RNG."""
-        pool = methods.pool_size(self.trainer)
+        pool = self.trainer.pool_size()
         if pool is not None:
             n = min(n, pool)
         with isolated_rng(seed), torch.no_grad():
@@ -260,13 +261,7 @@ class Runner:
             return
         if self.best is not None and not v < self.best["value"]:
             return
-        tr = self.trainer
-        keep = tr.keep_checkpoints
-        tr.keep_checkpoints = 1
-        try:
-            tr.save_checkpoint(self.paths.best)
-        finally:
-            tr.keep_checkpoints = keep
+        self.best_ckpt.save(self.trainer.iteration)
         self.best = {"iteration": n, "metric": "mmd_ratio", "value": v, "eval": ev}
         atomic_write_json(self.paths.best / "best.json", self.best)
 
@@ -276,24 +271,24 @@ class Runner:
         try:
             with isolated_rng(self.spec.seed + 7):
                 return write_run_figures(self, final=final)
-        except Exception as e:  # noqa: BLE001 - a figure must never kill a run; say so
+        except (OSError, ValueError, RuntimeError, TypeError) as e:  # a figure must never kill a run; say so
             print(f"warning: figures failed ({type(e).__name__}: {e})", file=sys.stderr)
             return []
 
     # ------------------------------------------------------------- divergence
     def _divergence_message(self, e: DivergenceError) -> str:
-        rec = latest_checkpoint(self.paths.ckpt) if self.paths.ckpt.is_dir() else None
+        rec = self.ckpt.latest()
         where = (f"last good checkpoint: {self.paths.ckpt} (iteration {rec['iteration']})" if rec else
                  "no checkpoint was written before it")
         return (f"training diverged at iteration {e.iteration}: {e.metric} = {e.value}; {where}")
 
     def _rollback(self, e: DivergenceError) -> None:
         old = self.trainer
-        new_cfg, changed = methods.halve_step_sizes(self.cls.name, old.config)
-        rec = latest_checkpoint(self.paths.ckpt) if self.paths.ckpt.is_dir() else None
+        new_cfg, changed = methods.halve_step_sizes(self.cls, old.config)
+        rec = self.ckpt.latest()
         self.trainer = self._build(self.cls.Config.from_dict(new_cfg))
         if rec is not None:
-            self.trainer.load_checkpoint(self.paths.ckpt)
+            self.ckpt.load()
             for opt in self.trainer.optimizers().values():
                 for g in opt.param_groups:
                     if "lr" in g:
@@ -305,7 +300,7 @@ class Runner:
                  "restored_iteration": restart, "halved": {k: list(v) for k, v in changed.items()}}
         self.rollbacks.append(event)
         if rec is not None:  # the restored, halved state becomes the latest checkpoint at once
-            self.trainer.save_checkpoint(self.paths.ckpt)
+            self.ckpt.save(self.trainer.iteration)
         cfg = read_json(self.paths.config)
         cfg["trainer"] = self.trainer.config.to_dict()
         cfg["rollbacks"] = self.rollbacks
@@ -358,7 +353,7 @@ class Runner:
                              else "; rerun with --resume DIR --on-divergence rollback, or lower the step sizes")
                     raise RunDiverged(self._divergence_message(e) + extra) from e
         except KeyboardInterrupt:
-            rec = latest_checkpoint(self.paths.ckpt) if self.paths.ckpt.is_dir() else None
+            rec = self.ckpt.latest()
             where = f"checkpoint at iteration {rec['iteration']}" if rec else "no checkpoint yet"
             raise RunInterrupted(f"interrupted after iteration {self.trainer.iteration} ({where}); continue with: "
                                  f"ebmfast train --resume {self.paths.root}") from None
@@ -373,9 +368,9 @@ class Runner:
 
     def finish(self, start_it: int, fit_wall: float, fit_cpu: float = 0.0) -> dict:
         spec, tr = self.spec, self.trainer
-        rec = latest_checkpoint(self.paths.ckpt) if self.paths.ckpt.is_dir() else None
+        rec = self.ckpt.latest()
         if rec is None or rec.get("iteration") != tr.iteration:
-            tr.save_checkpoint(self.paths.ckpt)
+            self.ckpt.save(tr.iteration)
         n_run = tr.iteration - start_it
         train_s = max(fit_wall - self._cb_time, 0.0)
         train_cpu = max(fit_cpu - self._cb_cpu, 0.0)
@@ -407,7 +402,7 @@ class Runner:
 
     def draw_samples_final(self) -> torch.Tensor:
         """samples.npy: ``n_samples`` draws with a fixed seed (identical for a resumed run)."""
-        pool = methods.pool_size(self.trainer)
+        pool = self.trainer.pool_size()
         n = self.spec.n_samples
         if pool is not None and n > pool:
             raise ValueError(f"n_samples={n} > pool {pool}")  # prevented by validation in the CLI

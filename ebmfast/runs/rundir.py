@@ -9,7 +9,7 @@ Layout of ``DIR``::
     layers.jsonl     per-layer weight spectral norms and gradient norms at log points
     final.json       final metrics, timing, backend, rollbacks
     samples.npy      [n_samples, D] generated samples in the data's coordinates
-    ckpt/            trainer checkpoints (ebmfast.trainers.base: safetensors + state, atomic; last N kept)
+    ckpt/            trainer checkpoints (ebmfast.trainers.checkpoint: safetensors + state, atomic; last N kept)
     best/            the checkpoint with the lowest MMD ratio so far, and best.json
     figures/         PNG figures (matplotlib Agg)
 
@@ -135,14 +135,13 @@ def read_run_config(root: str | Path) -> dict:
         raise SpecError(f"{str(paths.root)!r} is not an ebmfast run directory (no config.json)")
     try:
         return read_json(paths.config)
-    except Exception as e:  # noqa: BLE001
+    except (OSError, ValueError) as e:  # ValueError: not JSON / not UTF-8
         raise SpecError(f"{str(paths.config)!r} is unreadable ({type(e).__name__}: {e})") from e
 
 
 def open_run(root: str | Path, which: str = "last") -> OpenedRun:
     """Re-open a run: its spec, trainer class and the trainer config of checkpoint ``which`` ("last"/"best")."""
-    from ..trainers import get_trainer, latest_checkpoint
-    from ..trainers.base import load_checkpoint_files
+    from ..trainers import get_trainer, latest_checkpoint, load_checkpoint_files
     rec = read_run_config(root)
     paths = RunPaths(Path(root))
     spec = build_run_config(rec["run"])

@@ -7,7 +7,7 @@ A run is described by two validated dataclasses:
 - the trainer's own ``Config`` (``get_trainer(method).Config``): the method's
   hyper-parameters (``--set key=value`` or the ``[trainer]`` table of a config file).
 
-Both derive from :class:`ebmfast.trainers.base.TrainerConfig`, so an unknown key, a
+Both derive from :class:`ebmfast.trainers.config.TrainerConfig`, so an unknown key, a
 wrong type or an out-of-range value raises an error that names the key, the allowed
 range and the value. Precedence, lowest first::
 
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..trainers.base import TrainerConfig, param
+from ..trainers.config import TrainerConfig, param
 
 __all__ = ["RunConfig", "SpecError", "parse_value", "parse_set_args", "load_config_file", "coerce_for",
            "RUN_KEYS", "rename_run_error", "DEFAULT_ITERS"]
@@ -181,24 +181,27 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
     if not p.is_file():
         raise SpecError(f"--config: file {str(p)!r} does not exist")
     suffix = p.suffix.lower()
+    if suffix not in (".toml", ".yaml", ".yml", ".json"):
+        raise SpecError(f"--config: {str(p)!r} must end in .toml, .yaml, .yml or .json, got {suffix!r}")
+    parse_errors: tuple = (OSError, ValueError)  # TOML and JSON decode errors and bad UTF-8 are ValueErrors
     try:
         if suffix == ".toml":
             import tomllib
             with open(p, "rb") as f:
                 d = tomllib.load(f)
-        elif suffix in (".yaml", ".yml"):
-            import yaml
-            with open(p) as f:
-                d = yaml.safe_load(f)
         elif suffix == ".json":
             import json
             with open(p) as f:
                 d = json.load(f)
         else:
-            raise SpecError(f"--config: {str(p)!r} must end in .toml, .yaml, .yml or .json, got {suffix!r}")
-    except SpecError:
-        raise
-    except Exception as e:  # noqa: BLE001 - parser errors become one clear message
+            try:
+                import yaml
+            except ImportError as e:
+                raise SpecError(f"--config: {str(p)!r} is YAML, which needs the pyyaml package ({e})") from e
+            parse_errors += (yaml.YAMLError,)
+            with open(p) as f:
+                d = yaml.safe_load(f)
+    except parse_errors as e:
         raise SpecError(f"--config: could not parse {str(p)!r} ({type(e).__name__}: {e})") from e
     if d is None:
         d = {}

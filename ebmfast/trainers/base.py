@@ -1,24 +1,10 @@
-"""Trainer base class, config validation, checkpoints and the trainer registry.
+"""The :class:`Trainer` base class: construction, reproducibility, checkpoint state and ``fit``.
 
-Every ebmfast trainer subclasses :class:`Trainer` and implements the hooks
-``build``, ``train_step``, ``sample``, ``modules``, ``optimizers`` and (when it
-carries state across iterations) ``extra_state`` / ``load_extra_state``. The
-base provides ``fit``: seeding, batching, JSONL logging, atomic checkpoints,
-resume and a divergence guard.
-
-Config (hyper-parameters)
-    A trainer's ``Config`` is a ``@dataclass`` deriving from
-    :class:`TrainerConfig`; fields declared with :func:`param` carry their
-    allowed range, so ``validate()`` is one generic loop and every error names
-    the key, the range and the value::
-
-        @dataclass
-        class OTEBMConfig(TrainerConfig):
-            tau: float = param(20.0, ge=0.0, doc="penalty weight")
-        OTEBMConfig(tau=-1).validate()
-        # ValueError: OTEBMConfig.tau (penalty weight) must be >= 0.0 (allowed range [0.0, inf)), got -1
-        OTEBMConfig.from_dict({"tua": 3})
-        # ValueError: OTEBMConfig: unknown key 'tua'; valid keys: tau, ...
+Every ebmfast trainer subclasses :class:`Trainer` and implements the hooks ``build``,
+``train_step``, ``sample``, ``modules``, ``optimizers`` and (when it carries state across
+iterations) ``extra_state`` / ``load_extra_state``. The base provides ``fit``: seeding,
+batching, then a plain loop over the hooks of :mod:`ebmfast.trainers.hooks` (divergence
+guard, callback, JSONL log, progress bar, checkpoints of :mod:`ebmfast.trainers.checkpoint`).
 
 Reproducibility
     ``__init__`` seeds torch / numpy / random with ``seed`` and calls ``build``;
@@ -29,360 +15,40 @@ Reproducibility
     if initialised, numpy, python ``random``, the batch generator), so
     ``fit(..., resume=True)`` continues bit-identically on CPU.
 
-Checkpoint layout (``<out_dir>/ckpt`` when ``fit`` writes them)::
-
-    weights-00000500.safetensors   # every module's state_dict, "<module>.<key>"
-    state-00000500.pt              # torch.save: iteration, config, optimisers, RNG, extra_state
-    latest.json                    # {"iteration": 500, "weights": ..., "state": ...}
-
-    Each file is written to a temporary name, fsync'ed, then ``os.replace``-d;
-    ``latest.json`` is replaced last, so it is the commit point: a crash at any
-    moment leaves ``latest.json`` pointing at a complete older pair. Only the
-    newest ``keep_checkpoints`` pairs are kept.
+Method facts used by the run tools (``ebmfast.runs``, the command line) are class attributes
+and methods here, overridden per trainer: ``pool_key`` / ``pool_size`` (how many samples
+``sample(n)`` can return), ``step_size_keys`` (halved by a divergence rollback), ``energy_fn``
+(the learned energy), ``has_chain`` / ``init_points`` / ``chain`` / ``fresh_chain`` /
+``chain_trajectory`` (the method's own sampling chain), ``figure_chain_steps``,
+``cli_presets`` and ``iteration_limit``.
 """
 from __future__ import annotations
 
 import dataclasses
-import io
-import json
 import math
 import os
-import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Optional, Sequence
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = [
-    "Trainer", "TrainerConfig", "param", "DivergenceError", "TRAINERS",
-    "register_trainer", "get_trainer", "available_trainers", "seed_everything",
-    "load_checkpoint_files", "latest_checkpoint",
-]
+from .checkpoint import Checkpointer
+from .config import TrainerConfig
+from .hooks import CallbackHook, CheckpointHook, DivergenceError, DivergenceGuard, Hook, LogHook, ProgressHook
+from .rng import get_rng_state, seed_everything, set_rng_state
 
-_MISSING = dataclasses.MISSING
+__all__ = ["Trainer"]
 
-
-def param(
-    default: Any,
-    *,
-    gt: float | None = None,
-    ge: float | None = None,
-    lt: float | None = None,
-    le: float | None = None,
-    choices: Sequence[Any] | None = None,
-    optional: bool = False,
-    kind: type | None = None,
-    doc: str = "",
-) -> Any:
-    """Declare a validated config field.
-
-    Args:
-        default: default value. Lists are stored as tuples (dataclass defaults
-            must be immutable).
-        gt, ge, lt, le: numeric bounds (strict / inclusive). For tuple fields
-            the bounds apply to every element.
-        choices: allowed values (strings, usually).
-        optional: ``None`` is an allowed value.
-        kind: expected python type (``float``, ``int``, ``bool``, ``str``,
-            ``tuple``); inferred from ``default`` when omitted.
-        doc: one line shown in error messages and ``describe()``.
-    """
-    if isinstance(default, list):
-        default = tuple(default)
-    if kind is None and default is not None:
-        kind = type(default)
-    meta = dict(gt=gt, ge=ge, lt=lt, le=le, choices=tuple(choices) if choices is not None else None,
-                optional=optional or default is None, kind=kind, doc=doc)
-    return dataclasses.field(default=default, metadata={"ebmfast": meta})
-
-
-def _range_text(m: dict) -> str:
-    lo = m["gt"] if m["gt"] is not None else m["ge"]
-    hi = m["lt"] if m["lt"] is not None else m["le"]
-    left = "(" if m["gt"] is not None or lo is None else "["
-    right = ")" if m["lt"] is not None or hi is None else "]"
-    return f"{left}{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}{right}"
+#: names of config fields treated as step sizes by the generic ``step_size_keys`` rule
+_STEP_NAMES = ("step_size", "eta", "delta", "dt")
 
 
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-@dataclass
-class TrainerConfig:
-    """Base of every trainer's hyper-parameter dataclass (no fields of its own)."""
-
-    # ------------------------------------------------------------------ checks
-    def _check_scalar(self, key: str, v: Any, m: dict) -> None:
-        cls = type(self).__name__
-        if m["choices"] is not None:
-            if v not in m["choices"]:
-                raise ValueError(f"{cls}.{key} must be one of {list(m['choices'])}, got {v!r}")
-            return
-        kind = m["kind"]
-        if kind is bool:
-            if not isinstance(v, bool):
-                raise TypeError(f"{cls}.{key} must be a bool, got {type(v).__name__} {v!r}")
-            return
-        if kind is int and not (isinstance(v, int) and not isinstance(v, bool)):
-            raise TypeError(f"{cls}.{key} must be an int, got {type(v).__name__} {v!r}")
-        if kind is float and not _is_number(v):
-            raise TypeError(f"{cls}.{key} must be a number, got {type(v).__name__} {v!r}")
-        if kind is str and not isinstance(v, str):
-            raise TypeError(f"{cls}.{key} must be a str, got {type(v).__name__} {v!r}")
-        if _is_number(v):
-            if isinstance(v, float) and math.isnan(v):
-                raise ValueError(f"{cls}.{key} must be a number in {_range_text(m)}, got nan")
-            bad = ((m["gt"] is not None and not v > m["gt"]) or (m["ge"] is not None and not v >= m["ge"])
-                   or (m["lt"] is not None and not v < m["lt"]) or (m["le"] is not None and not v <= m["le"]))
-            if bad:
-                op = (f"> {m['gt']}" if m["gt"] is not None and not v > m["gt"] else
-                      f">= {m['ge']}" if m["ge"] is not None and not v >= m["ge"] else
-                      f"< {m['lt']}" if m["lt"] is not None and not v < m["lt"] else f"<= {m['le']}")
-                doc = f" ({m['doc']})" if m["doc"] else ""
-                raise ValueError(f"{cls}.{key}{doc} must be {op} (allowed range {_range_text(m)}), got {v!r}")
-
-    def validate(self) -> "TrainerConfig":
-        """Check every field against its declared type/range; returns self.
-
-        Raises:
-            TypeError / ValueError naming ``<Config>.<key>``, the allowed range
-            or choices, and the offending value.
-        """
-        for f in dataclasses.fields(self):
-            m = f.metadata.get("ebmfast")
-            if m is None:
-                continue
-            v = getattr(self, f.name)
-            if v is None:
-                if not m["optional"]:
-                    raise ValueError(f"{type(self).__name__}.{f.name} must not be None")
-                continue
-            if m["kind"] is tuple or isinstance(v, (tuple, list)):
-                if not isinstance(v, (tuple, list)):
-                    raise TypeError(f"{type(self).__name__}.{f.name} must be a tuple, got "
-                                    f"{type(v).__name__} {v!r}")
-                if isinstance(v, list):
-                    object.__setattr__(self, f.name, tuple(v))
-                sub = dict(m, kind=None, choices=None)
-                for i, e in enumerate(v):
-                    if not _is_number(e) and not isinstance(e, str):
-                        raise TypeError(f"{type(self).__name__}.{f.name}[{i}] must be a number, got {e!r}")
-                    self._check_scalar(f"{f.name}[{i}]", e, sub)
-                continue
-            self._check_scalar(f.name, v, m)
-        return self
-
-    # ------------------------------------------------------------ conversion
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> "TrainerConfig":
-        """Build and validate a config from a mapping; unknown keys are rejected."""
-        if d is None:
-            d = {}
-        if not isinstance(d, Mapping):
-            raise TypeError(f"{cls.__name__}.from_dict expects a mapping, got {type(d).__name__}")
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = [k for k in d if k not in names]
-        if unknown:
-            raise ValueError(f"{cls.__name__}: unknown key{'s' if len(unknown) > 1 else ''} "
-                             f"{', '.join(repr(k) for k in unknown)}; valid keys: {', '.join(names)}")
-        kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
-        return cls(**kw).validate()
-
-    def to_dict(self) -> dict:
-        """Plain-python dict of the fields (tuples kept), suitable for json/torch.save."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-
-    @classmethod
-    def describe(cls) -> str:
-        """One line per key: name, default, allowed range/choices, doc."""
-        lines = []
-        for f in dataclasses.fields(cls):
-            m = f.metadata.get("ebmfast", {})
-            rng = (f"one of {list(m['choices'])}" if m.get("choices") else
-                   _range_text(m) if m and any(m[k] is not None for k in ("gt", "ge", "lt", "le")) else "")
-            lines.append(f"{f.name} = {f.default!r}  {rng}  {m.get('doc', '')}".rstrip())
-        return "\n".join(lines)
-
-
-# =====================================================================  errors
-class DivergenceError(RuntimeError):
-    """Training produced a non-finite metric or parameter, or a runaway mean energy.
-
-    Attributes:
-        iteration: 0-based index of the iteration whose step diverged.
-        metric: name of the offending metric (``"param:<module>.<name>"`` for a
-            parameter, ``"extra:<key>"`` for extra state).
-        value: the offending value (a float: nan/inf, or a finite energy beyond max_abs_energy).
-        checkpoint: directory of the last good checkpoint (untouched), or None.
-    """
-
-    def __init__(self, iteration: int, metric: str, value: float, checkpoint: str | None = None):
-        self.iteration, self.metric, self.value, self.checkpoint = iteration, metric, value, checkpoint
-        where = f"; last good checkpoint in {checkpoint}" if checkpoint else "; no checkpoint written"
-        super().__init__(f"training diverged at iteration {iteration}: {metric} = {value}{where}")
-
-
-# ========================================================================= RNG
-def seed_everything(seed: int) -> None:
-    """Seed python ``random``, numpy and torch (CPU and, if present, CUDA)."""
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)  # also seeds every CUDA device
-
-
-def _get_rng_state() -> dict:
-    """All global RNG states as tensors / plain python (torch.load weights_only-safe)."""
-    np_state = np.random.get_state()
-    py_state = random.getstate()
-    st = {
-        "torch": torch.get_rng_state(),
-        "numpy": {"name": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)),
-                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]), "cached": float(np_state[4])},
-        "python": {"version": py_state[0], "state": list(py_state[1]), "gauss": py_state[2]},
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        st["cuda"] = torch.cuda.get_rng_state_all()
-    return st
-
-
-def _set_rng_state(st: Mapping) -> None:
-    torch.set_rng_state(st["torch"])
-    n = st["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
-    p = st["python"]
-    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
-    if "cuda" in st and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(st["cuda"])
-
-
-# ================================================================ checkpoints
-def _fsync_dir(path: Path) -> None:
-    try:  # directory fsync makes the rename durable; not supported everywhere (Windows)
-        fd = os.open(str(path), os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via ``path.tmp`` + fsync + os.replace."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def latest_checkpoint(path_dir: str | os.PathLike) -> dict | None:
-    """The committed ``latest.json`` record of a checkpoint directory, or None."""
-    p = Path(path_dir) / "latest.json"
-    if not p.is_file():
-        return None
-    with open(p) as f:
-        return json.load(f)
-
-
-def load_checkpoint_files(path_dir: str | os.PathLike) -> tuple[dict[str, Tensor], dict]:
-    """Read the latest committed checkpoint: (flat weights dict, state dict)."""
-    from safetensors.torch import load_file
-
-    rec = latest_checkpoint(path_dir)
-    if rec is None:
-        raise FileNotFoundError(f"no checkpoint in {path_dir!s} (latest.json missing)")
-    d = Path(path_dir)
-    weights = load_file(str(d / rec["weights"]))
-    state = torch.load(d / rec["state"], map_location="cpu", weights_only=True)
-    if state.get("iteration") != rec["iteration"]:
-        raise RuntimeError(f"checkpoint {d} is inconsistent: latest.json says iteration {rec['iteration']}, "
-                           f"{rec['state']} says {state.get('iteration')}")
-    return weights, state
-
-
-# ================================================================== registry
-TRAINERS: dict[str, type] = {}
-_IMPORT_ERRORS: dict[str, str] = {}
-_DISCOVERED = False
-
-
-def register_trainer(cls: type) -> type:
-    """Class decorator: add a :class:`Trainer` subclass to ``TRAINERS`` under ``cls.name``."""
-    if not (isinstance(cls, type) and issubclass(cls, Trainer)):
-        raise TypeError(f"register_trainer expects a Trainer subclass, got {cls!r}")
-    name = getattr(cls, "name", None)
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"{cls.__name__}.name must be a non-empty str, got {name!r}")
-    cfg = getattr(cls, "Config", None)
-    if not (isinstance(cfg, type) and issubclass(cfg, TrainerConfig) and dataclasses.is_dataclass(cfg)):
-        raise TypeError(f"{cls.__name__}.Config must be a @dataclass subclass of TrainerConfig, got {cfg!r}")
-    old = TRAINERS.get(name)
-    if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
-        raise ValueError(f"trainer name {name!r} already registered by {old.__module__}.{old.__qualname__}")
-    TRAINERS[name] = cls
-    return cls
-
-
-def _discover() -> None:
-    """Import every trainer module of this package once (each registers itself).
-
-    A module that fails to import is remembered, not raised, so one broken
-    trainer does not take the others down; ``get_trainer`` reports it.
-    """
-    global _DISCOVERED
-    if _DISCOVERED:
-        return
-    _DISCOVERED = True
-    import importlib
-    import pkgutil
-
-    pkg_dir = Path(__file__).resolve().parent
-    for info in pkgutil.iter_modules([str(pkg_dir)]):
-        if info.name.startswith("_") or info.name == "base":
-            continue
-        mod = f"{__package__}.{info.name}"
-        try:
-            importlib.import_module(mod)
-        except Exception as e:  # reported by get_trainer, never swallowed silently
-            _IMPORT_ERRORS[info.name] = f"{type(e).__name__}: {e}"
-
-
-def available_trainers() -> list[str]:
-    """Sorted names of every registered trainer (after importing all trainer modules)."""
-    _discover()
-    return sorted(TRAINERS)
-
-
-def get_trainer(name: str) -> type:
-    """The trainer class registered as ``name`` (e.g. "mle", "ot-ebm", "w-gcn").
-
-    Raises:
-        ValueError listing the valid names (and any trainer module that failed to import).
-    """
-    if not isinstance(name, str):
-        raise TypeError(f"get_trainer(name) expects a str, got {type(name).__name__}")
-    if name not in TRAINERS:
-        _discover()
-    if name not in TRAINERS:
-        msg = f"unknown trainer {name!r}; valid names: {', '.join(sorted(TRAINERS)) or '(none)'}"
-        if _IMPORT_ERRORS:
-            msg += "; modules that failed to import: " + "; ".join(f"{k} ({v})" for k, v in _IMPORT_ERRORS.items())
-        raise ValueError(msg)
-    return TRAINERS[name]
-
-
-# =================================================================== Trainer
 class Trainer:
     """Base class of every ebmfast trainer.
 
@@ -415,6 +81,13 @@ class Trainer:
     requires_data: ClassVar[bool] = True
     #: metrics holding mean energies, checked against fit(max_abs_energy=...) when present
     energy_metrics: ClassVar[tuple[str, ...]] = ("e_data", "e_sample")
+    #: config key bounding the n of ``sample(n)`` (the persistent particles), or None
+    pool_key: ClassVar[Optional[str]] = None
+    #: config keys halved by a divergence rollback (optimiser and sampler step sizes); None = the
+    #: generic rule: ``lr``, ``lr_*``, ``*_lr``, step_size, eta, delta, dt
+    step_size_keys: ClassVar[Optional[tuple[str, ...]]] = None
+    #: whether ``chain`` / ``fresh_chain`` run the method's own sampling chain
+    has_chain: ClassVar[bool] = False
 
     def __init__(self, config: Any = None, dim: int | Sequence[int] = 2, device: str | torch.device = "cpu",
                  dtype: torch.dtype = torch.float32, seed: int = 0, backend: str = "auto"):
@@ -447,7 +120,7 @@ class Trainer:
         seed_everything(seed)
         self._batch_gen = torch.Generator().manual_seed(seed)
         self.build()
-        self._rng_after_build = _get_rng_state()
+        self._rng_after_build = get_rng_state()
 
     # ------------------------------------------------------------------ hooks
     def build(self) -> None:
@@ -480,7 +153,7 @@ class Trainer:
             raise NotImplementedError(f"{type(self).__name__} saved extra state {sorted(state)} "
                                       "but does not implement load_extra_state")
 
-    # -------------------------------------------------------------- helpers
+    # ------------------------------------------------------------ method facts
     def parameters(self):
         """All parameters of ``modules()`` (each once)."""
         seen = set()
@@ -490,113 +163,124 @@ class Trainer:
                     seen.add(id(p))
                     yield p
 
-    def _check_finite(self, it: int, metrics: Mapping[str, float], ckpt: str | None,
-                      max_abs_energy: float | None = None) -> None:
-        for k, v in metrics.items():
-            if isinstance(v, (int, float)) and not math.isfinite(v):
-                raise DivergenceError(it, k, float(v), ckpt)
-        if max_abs_energy is not None:
-            # finite but runaway energies: the chains' gradients are then so steep (or flat) that
-            # the samples stop moving, and training never recovers (examples/self_adversarial)
-            for k in self.energy_metrics:
-                v = metrics.get(k)
-                if isinstance(v, (int, float)) and abs(v) > max_abs_energy:
-                    raise DivergenceError(it, f"{k} (|value| > max_abs_energy = {max_abs_energy:g})", float(v), ckpt)
-        for mname, m in self.modules().items():
-            for pname, p in m.named_parameters():
-                if not bool(torch.isfinite(p).all()):
-                    bad = p[~torch.isfinite(p)].flatten()[0].item()
-                    raise DivergenceError(it, f"param:{mname}.{pname}", bad, ckpt)
-        for k, v in self.extra_state().items():
-            if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all()):
-                bad = v[~torch.isfinite(v)].flatten()[0].item()
-                raise DivergenceError(it, f"extra:{k}", bad, ckpt)
+    @classmethod
+    def sample_pool_key(cls, config) -> Optional[str]:
+        """Config key bounding ``sample(n)``'s n under ``config``, or None when any n works."""
+        return cls.pool_key if cls.pool_key is not None and hasattr(config, cls.pool_key) else None
+
+    def pool_size(self) -> Optional[int]:
+        """How many samples ``sample(n)`` can return at most, or None (no bound)."""
+        key = self.sample_pool_key(self.config)
+        return None if key is None else int(getattr(self.config, key))
+
+    @classmethod
+    def step_sizes(cls, config) -> list[str]:
+        """Keys of ``config`` that are step sizes (learning rates, sampler steps) and are set."""
+        fields = [f.name for f in dataclasses.fields(config)]
+        if cls.step_size_keys is not None:
+            return [k for k in cls.step_size_keys if k in fields and getattr(config, k) is not None]
+        keys = [k for k in fields if k == "lr" or k.startswith("lr_") or k.endswith("_lr") or k in _STEP_NAMES]
+        return [k for k in keys if _is_number(getattr(config, k))]
+
+    @classmethod
+    def cli_presets(cls, user: Mapping[str, Any], *, has_data: bool, has_target: bool) -> dict:
+        """Options the command line sets when the user did not (``user``: the options given)."""
+        return {}
+
+    @classmethod
+    def iteration_limit(cls, config) -> Optional[tuple[int, str]]:
+        """(the largest ``n_iters`` a run of ``config`` can do, how it is computed), or None: unbounded."""
+        return None
+
+    def energy_fn(self):
+        """The learned energy [B, ...] -> [B] (low = likely), or None when the method has none."""
+        e = getattr(self, "energy", None)
+        return e if isinstance(e, nn.Module) else None
+
+    def init_points(self, n: int) -> Tensor:
+        """Starting points [n, *event_shape] of fresh chains (global torch RNG)."""
+        return torch.randn((n, *self.event_shape), device=self.device, dtype=self.dtype)
+
+    def chain(self, x: Tensor, n_steps: int) -> Tensor:
+        """``n_steps`` steps of the method's sampler from ``x`` (detached result)."""
+        raise ValueError(f"method {self.name!r} has no step-by-step sampling chain; sample without --steps")
+
+    def fresh_chain(self, n: int, n_steps: int) -> Tensor:
+        """``n`` fresh chains of ``n_steps`` steps of the method's own sampler: [n, *event_shape]."""
+        return self.chain(self.init_points(n), n_steps).detach()
+
+    def chain_trajectory(self, n: int, n_steps: int, n_frames: int = 8) -> Tensor:
+        """Snapshots of ``n`` fresh chains: [frames, n, *event_shape] (first = start, last = step n_steps)."""
+        marks = self.frame_marks(n_steps, n_frames)
+        x = self.init_points(n)
+        frames, done = [x.detach().clone()], 0
+        for m in marks[1:]:
+            x = self.chain(x, m - done).detach()
+            done = m
+            frames.append(x.detach().clone())
+        return torch.stack(frames)
+
+    @staticmethod
+    def frame_marks(n_steps: int, n_frames: int) -> list[int]:
+        """The chain steps shown by ``chain_trajectory`` (at most ``n_frames``, first 0, last n_steps)."""
+        n_frames = max(2, min(n_frames, n_steps + 1))
+        return sorted({round(i * n_steps / (n_frames - 1)) for i in range(n_frames)})
+
+    def figure_chain_steps(self) -> int:
+        """Steps of the fresh chains drawn for chain figures."""
+        return max(int(getattr(self.config, "sample_steps", 0) or 0), 100)
 
     # ----------------------------------------------------------- checkpoints
-    def save_checkpoint(self, path_dir: str | os.PathLike, it: int | None = None) -> Path:
-        """Atomically write a checkpoint of the current state into ``path_dir``.
+    def checkpoint_tensors(self) -> dict[str, Tensor]:
+        """Every module's state_dict as ``{"<module>.<key>": tensor}`` (CPU copies)."""
+        # clone: safetensors refuses shared / non-contiguous storage
+        return {f"{mname}.{k}": v.detach().to("cpu").clone().contiguous()
+                for mname, m in self.modules().items() for k, v in m.state_dict().items()}
 
-        Args:
-            path_dir: directory (created if needed).
-            it: iteration count to record (default ``self.iteration``: the
-                number of completed iterations).
-        Returns:
-            the directory.
-        """
-        from safetensors.torch import save as st_save
-
-        it = self.iteration if it is None else int(it)
-        d = Path(path_dir)
-        d.mkdir(parents=True, exist_ok=True)
-        tensors = {}
-        for mname, m in self.modules().items():
-            for k, v in m.state_dict().items():
-                # clone: safetensors refuses shared / non-contiguous storage
-                tensors[f"{mname}.{k}"] = v.detach().to("cpu").clone().contiguous()
-        state = {
-            "iteration": it,
-            "trainer": self.name,
+    def checkpoint_state(self) -> dict:
+        """Config, optimisers, every RNG state and the extra state (torch.load weights_only-safe)."""
+        return {
             "config": self.config.to_dict(),
             "event_shape": list(self.event_shape),
             "seed": self.seed,
             "optimizers": {k: o.state_dict() for k, o in self.optimizers().items()},
-            "rng": _get_rng_state(),
+            "rng": get_rng_state(),
             "batch_gen": self._batch_gen.get_state(),
             "extra": self.extra_state(),
         }
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        # a fresh token per save: saving the same iteration twice never overwrites the committed pair
-        # (os.urandom, not the seeded RNGs, so checkpointing does not change the run)
-        tag = f"{it:08d}-{os.urandom(4).hex()}"
-        wname, sname = f"weights-{tag}.safetensors", f"state-{tag}.pt"
-        _atomic_write_bytes(d / wname, st_save(tensors, metadata={"iteration": str(it), "trainer": self.name}))
-        _atomic_write_bytes(d / sname, buf.getvalue())
-        _fsync_dir(d)
-        prev = latest_checkpoint(d)
-        kept = ([] if prev is None else prev.get("previous", []) + [[prev["weights"], prev["state"]]])
-        kept = kept[-(self.keep_checkpoints - 1):] if self.keep_checkpoints > 1 else []
-        rec = {"iteration": it, "weights": wname, "state": sname, "trainer": self.name, "time": time.time(),
-               "previous": kept}
-        _atomic_write_bytes(d / "latest.json", json.dumps(rec).encode())  # commit point
-        _fsync_dir(d)
-        self._prune_checkpoints(d)
-        return d
 
-    @staticmethod
-    def _prune_checkpoints(d: Path) -> None:
-        """Delete checkpoint files that latest.json no longer references (and stale .tmp files)."""
-        rec = latest_checkpoint(d)
-        if rec is None:
-            return
-        live = {rec["weights"], rec["state"]} | {n for pair in rec.get("previous", []) for n in pair}
-        for p in list(d.glob("weights-*.safetensors*")) + list(d.glob("state-*.pt*")):
-            if p.name not in live:
-                p.unlink(missing_ok=True)
-
-    def load_checkpoint(self, path_dir: str | os.PathLike) -> int:
-        """Restore modules, optimisers, RNG states and extra state; returns the iteration."""
-        weights, state = load_checkpoint_files(path_dir)
-        if state.get("trainer") != self.name:
-            raise ValueError(f"checkpoint in {path_dir} was written by trainer {state.get('trainer')!r}, "
-                             f"not {self.name!r}")
+    def load_checkpoint_state(self, weights: Mapping[str, Tensor], state: Mapping) -> None:
+        """Restore modules, optimisers, extra state, RNG states and the iteration count."""
         if tuple(state["event_shape"]) != self.event_shape:
             raise ValueError(f"checkpoint event shape {tuple(state['event_shape'])} != trainer {self.event_shape}")
         for mname, m in self.modules().items():
             pre = mname + "."
-            sd = {k[len(pre):]: v for k, v in weights.items() if k.startswith(pre)}
-            m.load_state_dict(sd, strict=True)
+            m.load_state_dict({k[len(pre):]: v for k, v in weights.items() if k.startswith(pre)}, strict=True)
         opts = self.optimizers()
-        missing = set(opts) ^ set(state["optimizers"])
-        if missing:
+        if set(opts) != set(state["optimizers"]):
             raise ValueError(f"checkpoint optimisers {sorted(state['optimizers'])} != trainer {sorted(opts)}")
         for k, o in opts.items():
             o.load_state_dict(state["optimizers"][k])
         self.load_extra_state(state["extra"])
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         self._batch_gen.set_state(state["batch_gen"])
         self.iteration = int(state["iteration"])
-        return self.iteration
+
+    def checkpointer(self, path_dir: str | os.PathLike, keep: Optional[int] = None) -> Checkpointer:
+        """A :class:`Checkpointer` of this trainer into ``path_dir`` (``keep`` default: keep_checkpoints)."""
+        return Checkpointer(path_dir, self, keep=self.keep_checkpoints if keep is None else keep)
+
+    def save_checkpoint(self, path_dir: str | os.PathLike, it: int | None = None) -> Path:
+        """Atomically write a checkpoint of the current state into ``path_dir`` (created if needed),
+        recorded as iteration ``it`` (default ``self.iteration``); returns the directory."""
+        return self.checkpointer(path_dir).save(self.iteration if it is None else int(it))
+
+    def load_checkpoint(self, path_dir: str | os.PathLike) -> int:
+        """Restore modules, optimisers, RNG states and extra state; returns the iteration."""
+        it = self.checkpointer(path_dir).load()
+        if it is None:
+            raise FileNotFoundError(f"no checkpoint in {path_dir!s} (latest.json missing)")
+        return it
 
     # ------------------------------------------------------------------ fit
     def _check_data(self, data: Tensor | None) -> Tensor | None:
@@ -626,39 +310,8 @@ class Trainer:
             b = data[idx.to(data.device)]
         return b.to(self.device, self.dtype)
 
-    def fit(self, data: Tensor | None, n_iters: int, batch_size: int | None = None, log_every: int = 50,
-            ckpt_every: int | None = 500, out_dir: str | os.PathLike | None = None, resume: bool = False,
-            progress: bool = False, callback=None, max_abs_energy: float | None = 1e6) -> dict:
-        """Train until ``self.iteration == n_iters`` (``n_iters`` is the *total* count).
-
-        Args:
-            data: [N, *event_shape] training set (kept where it is; mini-batches
-                are moved to ``self.device``), or None for data-free trainers.
-            n_iters: total number of iterations (a resumed or repeated call
-                continues from ``self.iteration``).
-            batch_size: mini-batch size drawn with replacement each iteration;
-                None = the full data set every iteration.
-            log_every: append one JSONL record every ``log_every`` iterations
-                (plus the first and the last) to ``out_dir/log.jsonl``.
-            ckpt_every: checkpoint every ``ckpt_every`` iterations and at the
-                end into ``out_dir/ckpt`` (None or 0: only at the end; needs out_dir).
-            out_dir: where logs/checkpoints go; None = in memory only.
-            resume: load ``out_dir/ckpt`` first if it holds a checkpoint.
-            progress: tqdm progress bar.
-            callback: optional ``callback(trainer, it, metrics)`` after each iteration.
-            max_abs_energy: stop when a mean-energy metric of the trainer (``energy_metrics``:
-                ``e_data``, ``e_sample``) leaves [-max_abs_energy, max_abs_energy]; None turns
-                this off (non-finite values always stop the run).
-        Returns:
-            {"iteration": int, "metrics": last metrics, "history": logged records,
-             "wall_s": float, "resumed_from": int | None, "out_dir": str | None}
-        Raises:
-            DivergenceError naming the iteration and metric when a metric,
-            parameter or extra-state tensor becomes non-finite, or a mean energy
-            exceeds ``max_abs_energy`` (no checkpoint is written for that
-            iteration, so the last good one is untouched).
-        """
-        data = self._check_data(data)
+    @staticmethod
+    def _check_fit_args(n_iters, batch_size, log_every, ckpt_every, out_dir, resume, max_abs_energy) -> None:
         if isinstance(n_iters, bool) or not isinstance(n_iters, int) or n_iters < 0:
             raise ValueError(f"n_iters must be a non-negative int, got {n_iters!r}")
         if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
@@ -674,66 +327,86 @@ class Trainer:
         if max_abs_energy is not None and (not _is_number(max_abs_energy) or not max_abs_energy > 0):
             raise ValueError(f"max_abs_energy must be a number > 0 or None, got {max_abs_energy!r}")
 
+    def fit(self, data: Tensor | None, n_iters: int, batch_size: int | None = None, log_every: int = 50,
+            ckpt_every: int | None = 500, out_dir: str | os.PathLike | None = None, resume: bool = False,
+            progress: bool = False, callback=None, max_abs_energy: float | None = 1e6,
+            hooks: Sequence[Hook] = ()) -> dict:
+        """Train until ``self.iteration == n_iters`` (``n_iters`` is the *total* count).
+
+        Args:
+            data: [N, *event_shape] training set (kept where it is; mini-batches
+                are moved to ``self.device``), or None for data-free trainers.
+            n_iters: total number of iterations (a resumed or repeated call
+                continues from ``self.iteration``).
+            batch_size: mini-batch size drawn with replacement each iteration;
+                None = the full data set every iteration.
+            log_every: keep one record every ``log_every`` iterations (plus the
+                first and the last) in the returned history and ``out_dir/log.jsonl``.
+            ckpt_every: checkpoint every ``ckpt_every`` iterations and at the
+                end into ``out_dir/ckpt`` (None or 0: only at the end; needs out_dir).
+            out_dir: where logs/checkpoints go; None = in memory only.
+            resume: load ``out_dir/ckpt`` first if it holds a checkpoint.
+            progress: tqdm progress bar.
+            callback: optional ``callback(trainer, it, metrics)`` after each iteration.
+            max_abs_energy: stop when a mean-energy metric of the trainer (``energy_metrics``:
+                ``e_data``, ``e_sample``) leaves [-max_abs_energy, max_abs_energy]; None turns
+                this off (non-finite values always stop the run).
+            hooks: more :class:`~ebmfast.trainers.hooks.Hook` objects, run after the built-in ones.
+        Returns:
+            {"iteration": int, "metrics": last metrics, "history": logged records,
+             "wall_s": float, "resumed_from": int | None, "out_dir": str | None}
+        Raises:
+            DivergenceError naming the iteration and metric when a metric,
+            parameter or extra-state tensor becomes non-finite, or a mean energy
+            exceeds ``max_abs_energy`` (no checkpoint is written for that
+            iteration, so the last good one is untouched).
+        """
+        data = self._check_data(data)
+        self._check_fit_args(n_iters, batch_size, log_every, ckpt_every, out_dir, resume, max_abs_energy)
         out = Path(out_dir) if out_dir is not None else None
-        ckpt_dir = out / "ckpt" if out is not None else None
-        log_path = out / "log.jsonl" if out is not None else None
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
+        ckpt = self.checkpointer(out / "ckpt") if out is not None else None
 
-        resumed_from = None
-        if resume and latest_checkpoint(ckpt_dir) is not None:
-            resumed_from = self.load_checkpoint(ckpt_dir)
-            if log_path.is_file():  # drop records written after the checkpoint (would duplicate)
-                keep = [ln for ln in log_path.read_text().splitlines()
-                        if ln.strip() and json.loads(ln).get("it", -1) < resumed_from]
-                _atomic_write_bytes(log_path, ("\n".join(keep) + ("\n" if keep else "")).encode())
-        elif self.iteration == 0:
+        resumed_from = ckpt.load() if resume else None
+        if resumed_from is None and self.iteration == 0:
             # fresh run: replay the RNG state left by build(), whatever ran in between
-            _set_rng_state(self._rng_after_build)
-            if log_path is not None and log_path.is_file():
-                log_path.unlink()  # a fresh run starts a fresh log
-        last_ckpt = str(ckpt_dir) if ckpt_dir is not None and latest_checkpoint(ckpt_dir) is not None else None
+            set_rng_state(self._rng_after_build)
 
-        history: list[dict] = []
+        log = LogHook(n_iters, log_every, out / "log.jsonl" if out is not None else None)
+        all_hooks: list[Hook] = [DivergenceGuard(max_abs_energy, ckpt)]
+        if callback is not None:
+            all_hooks.append(CallbackHook(callback))
+        all_hooks.append(log)
+        if progress:
+            all_hooks.append(ProgressHook(self.name, n_iters, log))
+        if ckpt is not None:
+            all_hooks.append(CheckpointHook(ckpt, ckpt_every))
+        all_hooks.extend(hooks)
+
         metrics: dict[str, float] = {}
         t0 = time.perf_counter()
-        rng = range(self.iteration, n_iters)
-        if progress:
-            from tqdm.auto import tqdm
-            rng = tqdm(rng, desc=self.name, initial=self.iteration, total=n_iters)
-        logf = open(log_path, "a") if log_path is not None else None
         try:
-            for it in rng:
+            for h in all_hooks:
+                h.on_start(self, resumed_from)
+            for it in range(self.iteration, n_iters):
                 batch = self._next_batch(data, batch_size)
                 metrics = {k: (float(v) if torch.is_tensor(v) else v) for k, v in self.train_step(batch, it).items()}
                 try:
-                    self._check_finite(it, metrics, last_ckpt, max_abs_energy)
+                    for h in all_hooks:
+                        h.check_step(self, it, metrics)
                 except DivergenceError as e:
-                    if logf is not None:
-                        logf.write(json.dumps({"it": it, "diverged": e.metric, "value": repr(e.value)}) + "\n")
-                        logf.flush()
+                    for h in all_hooks:
+                        h.on_divergence(self, e)
                     raise
                 self.iteration = it + 1
-                if callback is not None:
-                    callback(self, it, metrics)
-                if it == 0 or (it + 1) % log_every == 0 or it == n_iters - 1:
-                    rec = {"it": it, "wall_s": round(time.perf_counter() - t0, 4), **metrics}
-                    history.append(rec)
-                    if logf is not None:
-                        logf.write(json.dumps(rec) + "\n")
-                        logf.flush()
-                    if progress:
-                        rng.set_postfix({k: v for k, v in list(metrics.items())[:3]})
-                if ckpt_dir is not None and ckpt_every and self.iteration % ckpt_every == 0:
-                    self.save_checkpoint(ckpt_dir)
-                    last_ckpt = str(ckpt_dir)
-            if ckpt_dir is not None and (latest_checkpoint(ckpt_dir) or {}).get("iteration") != self.iteration:
-                self.save_checkpoint(ckpt_dir)
+                for h in all_hooks:
+                    h.after_step(self, it, metrics)
+            for h in all_hooks:
+                h.on_end(self)
         finally:
-            if logf is not None:
-                logf.close()
-            if progress:
-                rng.close()
-        return {"iteration": self.iteration, "metrics": metrics, "history": history,
+            for h in all_hooks:
+                h.close()
+        return {"iteration": self.iteration, "metrics": metrics, "history": log.history,
                 "wall_s": time.perf_counter() - t0, "resumed_from": resumed_from,
                 "out_dir": str(out) if out is not None else None}

@@ -1,4 +1,4 @@
-"""JKO-Flow: primal-dual Wasserstein gradient flow (paper 002 §3, eq. 8, Alg. 1; METHODS.md §4).
+"""JKO-Flow: primal-dual Wasserstein gradient flow (paper 002 §3, eq. 8, Alg. 1).
 
 Each JKO step k (step size a) learns a transport map ``T_k`` and sets
 ``P_{k+1} = T_k # P_k`` where
@@ -51,7 +51,8 @@ from ..flows.functionals import gaussian_fit, make_functional
 from ..flows.icnn import ICNNMap
 from ..flows.maps import ACTIVATIONS, ResidualMLPMap, make_mlp
 from ..flows.transport import forward_interaction_step, push, pushforward_log_prob
-from .base import Trainer, TrainerConfig, param, register_trainer
+from .base import Trainer
+from .config import TrainerConfig, param
 
 __all__ = ["JKOConfig", "JKOTrainer"]
 
@@ -111,7 +112,6 @@ def _as_energy(target: Any) -> Optional[Callable[[Tensor], Tensor]]:
                     f"got {type(target).__name__}")
 
 
-@register_trainer
 class JKOTrainer(Trainer):
     """Primal-dual JKO scheme (paper 002 Alg. 1). See the module docstring.
 
@@ -128,6 +128,8 @@ class JKOTrainer(Trainer):
     name = "jko"
     Config = JKOConfig
     requires_data = False
+    step_size_keys = ("lr_map", "lr_h")  # the JKO time step a is part of the flow, not a stability knob
+    has_chain = True
 
     def __init__(self, config: Any = None, dim: int = 2, *, target: Any = None, p0: Any = None,
                  interaction: Optional[Callable[[Tensor], Tensor]] = None, **kwargs):
@@ -167,6 +169,36 @@ class JKOTrainer(Trainer):
         self.k = 0          # finished JKO steps
         self.inner = 0      # outer iterations done inside the current step
         self.particles = self._begin_step(self.sample_p0(c.n_particles))
+
+    # ------------------------------------------------------------ run facts
+    @classmethod
+    def cli_presets(cls, user, *, has_data: bool, has_target: bool) -> dict:
+        """``functional``: "kl" with a target and no data, else "jsd" (unless given)."""
+        if "functional" in user:
+            return {}
+        return {"functional": "kl" if has_target and not has_data else "jsd"}
+
+    @classmethod
+    def iteration_limit(cls, config) -> tuple[int, str]:
+        """A run is at most ``n_jko_steps * j1`` iterations."""
+        total = config.n_jko_steps * config.j1
+        return total, f"the JKO schedule n_jko_steps * j1 = {config.n_jko_steps} * {config.j1} = {total}"
+
+    def energy_fn(self):
+        """None: JKO learns transport maps, not an energy."""
+        return None
+
+    def fresh_chain(self, n: int, n_steps: int) -> Tensor:
+        """P0 pushed through the first ``n_steps`` maps."""
+        return self.sample(n, steps=n_steps)
+
+    def chain_trajectory(self, n: int, n_steps: int, n_frames: int = 8) -> Tensor:
+        """The same P0 draw (seed 0, global RNG untouched) pushed through 0, ..., n_steps maps."""
+        with torch.random.fork_rng(devices=[]):
+            return torch.stack([self.sample(n, seed=0, steps=m) for m in self.frame_marks(n_steps, n_frames)])
+
+    def figure_chain_steps(self) -> int:
+        return max(1, self.k)
 
     @property
     def total_iters(self) -> int:

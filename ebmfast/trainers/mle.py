@@ -1,6 +1,6 @@
 """Maximum-likelihood EBM with (SG)Langevin negatives: the baseline of every comparison.
 
-METHODS.md §0 (000 eq. 4, 5, 12; 003 eq. 1, 3). Each iteration:
+Papers 000 eq. 4, 5, 12 and 003 eq. 1, 3. Each iteration:
 
 1. negatives: ``n_steps`` Langevin steps ``x <- x - step_size * grad E(x) + noise_scale * xi``
    (``ebmfast.sample``) started from
@@ -13,210 +13,31 @@ METHODS.md §0 (000 eq. 4, 5, 12; 003 eq. 1, 3). Each iteration:
     tr.fit(data, n_iters=2000, batch_size=200)
     x = tr.sample(200)                                   # [200, 2]
 
-The helpers :func:`build_energy`, :func:`run_chain`, :func:`init_particles`
-and :func:`adam` are shared with the OT-EBM and w-GCN trainers.
+The particle bookkeeping and the shared config fields live in :mod:`ebmfast.trainers.particles`.
 """
+
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
 
-import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from .base import Trainer, TrainerConfig, param, register_trainer
+from .base import Trainer
+from .config import param
+from .particles import (EnergyArgMixin, ParticleEBMConfig, ParticleMixin, build_energy, clamp_arg, energy_stats,
+                        init_particles, run_chain)
 
 __all__ = ["MLEConfig", "MLETrainer", "build_energy", "run_chain", "init_particles", "energy_stats"]
 
 
-# ============================================================ shared helpers
-def build_energy(event_shape: Sequence[int], hidden: int, n_layers: int, activation: str,
-                 energy: nn.Module | None = None) -> nn.Module:
-    """The energy module: the user's ``energy`` if given, else the toy FC energy.
-
-    The default is ``ebmfast.energies.toy.ToyEnergy`` (an ``MLPEnergy`` with
-    ``n_layers`` Linear layers of width ``hidden``, LeakyReLU slope 0.2), which
-    maps [B, D] -> [B] and has fused sampling / penalty kernels. Needs a flat event shape.
-    """
-    if energy is not None:
-        if not isinstance(energy, nn.Module):
-            raise TypeError(f"energy must be an nn.Module, got {type(energy).__name__}")
-        return energy
-    if len(event_shape) != 1:
-        raise ValueError(f"the default FC energy needs a flat event shape, got {tuple(event_shape)}; "
-                         "pass energy=<your conv module>")
-    from ebmfast.energies.toy import ToyEnergy
-    return ToyEnergy(int(event_shape[0]), hidden=hidden, n_layers=n_layers, activation=activation)
-
-
-def init_particles(n: int, event_shape: Sequence[int], kind: str, scale: float, device, dtype) -> Tensor:
-    """Initial particles [n, *event_shape] from ``kind``: "normal" (N(0, scale^2 I)),
-    "uniform" (U[-scale, scale]) or "zeros" (w-GCN, 001 Alg. 1 line 1). Uses the global torch RNG."""
-    shape = (n, *event_shape)
-    if kind == "normal":
-        return torch.randn(shape, device=device, dtype=dtype) * scale
-    if kind == "uniform":
-        return (torch.rand(shape, device=device, dtype=dtype) * 2 - 1) * scale
-    if kind == "zeros":
-        return torch.zeros(shape, device=device, dtype=dtype)
-    raise ValueError(f"init_dist must be 'normal', 'uniform' or 'zeros', got {kind!r}")
-
-
-def run_chain(energy: Callable[[Tensor], Tensor], x0: Tensor, n_steps: int, step_size: float,
-              noise_scale: float = 0.0, clamp=None, grad_clip=None, backend: str = "auto") -> Tensor:
-    """``n_steps`` of ``x <- clamp(x - step_size * clip(grad E(x)) + noise_scale * xi)`` via ``ebmfast.sample``.
-
-    Returns the detached end point [B, ...]. Parameters of ``energy`` get no
-    ``.grad`` from this (the sampler differentiates w.r.t. x only).
-    """
-    if n_steps == 0:
-        return x0.detach()
-    from ebmfast.samplers import sample
-    return sample(energy, x0.detach(), n_steps, step_size, noise_scale=noise_scale, clamp=clamp,
-                  grad_clip=grad_clip, backend=backend).detach()
-
-
-def energy_stats(e_data: Tensor, e_neg: Tensor) -> dict[str, float]:
-    """Common metrics: mean energies and MAEE R = |mean E(x) - mean E(data)| (000 eq. 3)."""
-    ed, en = float(e_data.mean()), float(e_neg.mean())
-    return {"e_data": ed, "e_sample": en, "maee": abs(en - ed)}
-
-
-def _clamp_arg(lo, hi):
-    return None if lo is None and hi is None else (lo if lo is not None else -math.inf,
-                                                    hi if hi is not None else math.inf)
-
-
-# ===================================================================== MLE
 @dataclass
-class MLEConfig(TrainerConfig):
+class MLEConfig(ParticleEBMConfig):
     """Hyper-parameters of :class:`MLETrainer` (defaults: the 000 toy setting)."""
 
-    lr: float = param(1e-3, gt=0.0, doc="Adam learning rate for theta")
-    beta1: float = param(0.9, ge=0.0, lt=1.0, doc="Adam beta1")
-    beta2: float = param(0.999, ge=0.0, lt=1.0, doc="Adam beta2")
-    weight_decay: float = param(0.0, ge=0.0)
-    alpha: float = param(0.0, ge=0.0, doc="energy L2 regulariser weight (IGEBM)")
-    n_steps: int = param(1, ge=1, doc="Langevin steps per iteration")
     step_size: float = param(1.0, gt=0.0, doc="Langevin step size (000 toy: particle lr 1.0)")
     noise_scale: float = param(0.01, ge=0.0, doc="Langevin noise std per step")
-    grad_clip: float = param(None, gt=0.0, optional=True, kind=float, doc="elementwise clip of grad E in the sampler")
-    clamp_lo: float = param(None, optional=True, kind=float)
-    clamp_hi: float = param(None, optional=True, kind=float)
-    init: str = param("persistent", choices=("persistent", "buffer", "noise"))
-    init_dist: str = param("normal", choices=("normal", "uniform"))
-    init_scale: float = param(1.0, gt=0.0, doc="std (normal) or half-width (uniform) of the initial distribution")
-    n_particles: int = param(200, ge=1, doc="persistent chains / negatives per iteration")
-    buffer_size: int = param(10000, ge=1)
-    reinit_prob: float = param(0.05, ge=0.0, le=1.0, doc="buffer: share of chains restarted from init")
-    sample_steps: int = param(0, ge=0, doc="sample(n): 0 = return persistent particles; >0 = fresh chains")
-    hidden: int = param(128, ge=1, doc="width of the default FC energy")
-    n_layers: int = param(5, ge=2, doc="Linear layers of the default FC energy (000: 5)")
-    activation: str = param("leaky_relu", doc="activation of the default FC energy")
-
-    def validate(self):
-        super().validate()
-        if self.clamp_lo is not None and self.clamp_hi is not None and not self.clamp_lo < self.clamp_hi:
-            raise ValueError(f"{type(self).__name__}: clamp_lo must be < clamp_hi, got {self.clamp_lo} >= {self.clamp_hi}")
-        return self
 
 
-class EnergyArgMixin:
-    """The ``energy=`` keyword shared by the EBM trainers: a user nn.Module [B, ...] -> [B]
-    that replaces the default FC energy built from the config (hidden, n_layers, activation)."""
-
-    def __init__(self, config=None, dim=2, device="cpu", dtype=torch.float32, seed=0, backend="auto", *,
-                 energy: nn.Module | None = None):
-        self._energy_arg = energy
-        super().__init__(config, dim, device=device, dtype=dtype, seed=seed, backend=backend)
-
-    def _make_energy(self) -> nn.Module:
-        c = self.config
-        return build_energy(self.event_shape, c.hidden, c.n_layers, c.activation,
-                            self._energy_arg).to(self.device, self.dtype)
-
-
-class ParticleMixin:
-    """Particle bookkeeping shared by MLE and OT-EBM (persistent / buffer / noise negatives)."""
-
-    def _init(self, n: int) -> Tensor:
-        c = self.config
-        return init_particles(n, self.event_shape, c.init_dist, c.init_scale, self.device, self.dtype)
-
-    def _build_energy_adam_particles(self) -> None:
-        """build() of MLE and OT-EBM: the energy, Adam on all its parameters, the particles."""
-        c = self.config
-        self.energy = self._make_energy()
-        self.opt = torch.optim.Adam(self.energy.parameters(), lr=c.lr, betas=(c.beta1, c.beta2),
-                                    weight_decay=c.weight_decay)
-        self._build_particles()
-
-    def _build_particles(self) -> None:
-        c = self.config
-        self.x = None
-        self.buffer = None
-        if c.init == "persistent":
-            self.x = self._init(c.n_particles)
-        elif c.init == "buffer":
-            from ebmfast.samplers import ReplayBuffer
-            self.buffer = ReplayBuffer(c.buffer_size, c.reinit_prob, init=self._init)
-
-    def _start_points(self) -> Tensor:
-        c = self.config
-        if c.init == "persistent":
-            return self.x
-        if c.init == "buffer":
-            x0, self._buf_idx = self.buffer.sample(c.n_particles)
-            return x0
-        return self._init(c.n_particles)
-
-    def _store(self, x_new: Tensor) -> None:
-        c = self.config
-        if c.init == "persistent":
-            self.x = x_new.detach()
-        elif c.init == "buffer":
-            self.buffer.update(self._buf_idx, x_new.detach())
-        self._last = x_new.detach()
-
-    def sample(self, n: int) -> Tensor:
-        """[n, *event_shape]: the persistent particles (``sample_steps == 0``) or fresh chains."""
-        c = self.config
-        if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
-            raise ValueError(f"n must be a positive int, got {n!r}")
-        if c.sample_steps == 0:
-            pool = self.x if c.init == "persistent" else getattr(self, "_last", None)
-            if pool is None:
-                raise ValueError(f"{type(self).__name__}.sample: no particles yet (init={c.init!r}); "
-                                 "train first or set sample_steps > 0")
-            if n > pool.shape[0]:
-                raise ValueError(f"n={n} > {pool.shape[0]} available particles; set sample_steps > 0 "
-                                 "to draw more from fresh chains")
-            return pool[:n].detach().clone()
-        return self._chain(self._init(n), c.sample_steps)
-
-    def extra_state(self) -> dict[str, Any]:
-        st = {}
-        if self.x is not None:
-            st["particles"] = self.x
-        if getattr(self, "_last", None) is not None:
-            st["last"] = self._last
-        if self.buffer is not None:
-            st["buffer"] = self.buffer.state_dict()
-        return st
-
-    def load_extra_state(self, state) -> None:
-        if "buffer" in state and self.buffer is None:
-            raise ValueError("checkpoint holds a replay buffer but this trainer has init != 'buffer'")
-        if "particles" in state:
-            self.x = state["particles"].to(self.device, self.dtype)
-        if "last" in state:
-            self._last = state["last"].to(self.device, self.dtype)
-        if "buffer" in state:
-            self.buffer.load_state_dict(state["buffer"])
-
-
-@register_trainer
 class MLETrainer(EnergyArgMixin, ParticleMixin, Trainer):
     """Maximum-likelihood EBM with Langevin negatives (see the module docstring).
 
@@ -226,19 +47,18 @@ class MLETrainer(EnergyArgMixin, ParticleMixin, Trainer):
 
     name = "mle"
     Config = MLEConfig
+    step_size_keys = ("lr", "step_size")
 
-    def build(self) -> None:
-        self._build_energy_adam_particles()
-
-    def _chain(self, x0: Tensor, n_steps: int) -> Tensor:
+    def chain(self, x0: Tensor, n_steps: int) -> Tensor:
+        """``n_steps`` Langevin steps from ``x0`` (detached)."""
         c = self.config
         return run_chain(self.energy, x0, n_steps, c.step_size, c.noise_scale,
-                         clamp=_clamp_arg(c.clamp_lo, c.clamp_hi), grad_clip=c.grad_clip, backend=self.backend)
+                         clamp=clamp_arg(c.clamp_lo, c.clamp_hi), grad_clip=c.grad_clip, backend=self.backend)
 
     def train_step(self, batch: Tensor, it: int) -> dict[str, float]:
         c = self.config
-        x_neg = self._chain(self._start_points(), c.n_steps)
-        self._store(x_neg)
+        x_neg = self.chain(self.start_points(), c.n_steps)
+        self.store(x_neg)
         e_data = self.energy(batch)
         e_neg = self.energy(x_neg)
         loss = e_data.mean() - e_neg.mean()
@@ -248,9 +68,3 @@ class MLETrainer(EnergyArgMixin, ParticleMixin, Trainer):
         loss.backward()
         self.opt.step()
         return {"loss": float(loss.detach()), **energy_stats(e_data.detach(), e_neg.detach())}
-
-    def modules(self) -> dict[str, nn.Module]:
-        return {"energy": self.energy}
-
-    def optimizers(self):
-        return {"energy": self.opt}

@@ -1,4 +1,4 @@
-"""OT-EBM: near-optimal Wasserstein gradient flow (METHODS.md §1; 000 §5.4, eq. 30-32, Alg. 1).
+"""OT-EBM: near-optimal Wasserstein gradient flow (000 §5.4, eq. 30-32, Alg. 1).
 
 Particles x (``n_particles``, 200 on toys) start once from N(0, I) and persist.
 Each iteration t:
@@ -14,7 +14,7 @@ Each iteration t:
          + tau/4 * mean (|grad E(x_{t+1})| - L)^2     (+ alpha * mean(E(data)^2 + E(x_{t+1})^2))
 
    (the penalties are minimised: eq. 32 prints "+" as gradient ascent, which
-   would grow them and contradict the text; see METHODS.md §1).
+   would grow them and contradict the text).
 
     tr = OTEBMTrainer({"tau": 20.0, "lipschitz": 1.0}, dim=2, seed=0)
     tr.fit(data, n_iters=2000, batch_size=200)
@@ -22,67 +22,43 @@ Each iteration t:
 
 Metrics: loss, e_data, e_sample, maee, pen_prev, pen_cur (the unweighted penalties).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torch import Tensor, nn
+from torch import Tensor
 
-from ._penalty import grad_norm_penalty
-from .base import Trainer, TrainerConfig, param, register_trainer
-from .mle import EnergyArgMixin, ParticleMixin, _clamp_arg, energy_stats, run_chain
+from ..ops import grad_norm_penalty
+from .base import Trainer
+from .config import param
+from .particles import EnergyArgMixin, ParticleEBMConfig, ParticleMixin, clamp_arg, energy_stats, run_chain
 
 __all__ = ["OTEBMConfig", "OTEBMTrainer"]
 
 
 @dataclass
-class OTEBMConfig(TrainerConfig):
-    """Hyper-parameters of :class:`OTEBMTrainer` (defaults: 000 §6.1 toy setting)."""
+class OTEBMConfig(ParticleEBMConfig):
+    """Hyper-parameters of :class:`OTEBMTrainer` (defaults: 000 §6.1 toy setting); ``n_steps`` is K,
+    the noise-free SGD particle steps per iteration."""
 
-    lr: float = param(1e-3, gt=0.0, doc="Adam learning rate for theta")
-    beta1: float = param(0.9, ge=0.0, lt=1.0)
-    beta2: float = param(0.999, ge=0.0, lt=1.0)
-    weight_decay: float = param(0.0, ge=0.0)
     tau: float = param(20.0, ge=0.0, doc="gradient-norm penalty weight")
     lipschitz: float = param(1.0, gt=0.0, doc="target gradient norm L")
-    alpha: float = param(0.0, ge=0.0, doc="energy L2 regulariser weight")
-    n_steps: int = param(1, ge=1, doc="K noise-free SGD particle steps per iteration")
     particle_lr: float = param(1.0, gt=0.0, doc="particle SGD step (toy 1.0, images 0.112)")
     second_order: bool = param(False, doc="add the -1/4 grad|grad E|^2 drift of eq. 30")
-    grad_clip: float = param(None, gt=0.0, optional=True, kind=float)
-    clamp_lo: float = param(None, optional=True, kind=float)
-    clamp_hi: float = param(None, optional=True, kind=float)
-    init: str = param("persistent", choices=("persistent", "buffer", "noise"))
-    init_dist: str = param("normal", choices=("normal", "uniform"))
-    init_scale: float = param(1.0, gt=0.0)
-    n_particles: int = param(200, ge=1)
-    buffer_size: int = param(10000, ge=1)
-    reinit_prob: float = param(0.05, ge=0.0, le=1.0)
-    sample_steps: int = param(0, ge=0, doc="sample(n): 0 = persistent particles; >0 = fresh noise-free chains")
-    hidden: int = param(128, ge=1)
-    n_layers: int = param(5, ge=2)
-    activation: str = param("leaky_relu")
-
-    def validate(self):
-        super().validate()
-        if self.clamp_lo is not None and self.clamp_hi is not None and not self.clamp_lo < self.clamp_hi:
-            raise ValueError(f"{type(self).__name__}: clamp_lo must be < clamp_hi, got {self.clamp_lo} >= {self.clamp_hi}")
-        return self
 
 
-@register_trainer
 class OTEBMTrainer(EnergyArgMixin, ParticleMixin, Trainer):
     """OT-EBM (see the module docstring). Extra keyword: ``energy`` (nn.Module [B, ...] -> [B])."""
 
     name = "ot-ebm"
     Config = OTEBMConfig
+    step_size_keys = ("lr", "particle_lr")
 
-    def build(self) -> None:
-        self._build_energy_adam_particles()
-
-    def _chain(self, x0: Tensor, n_steps: int) -> Tensor:
+    def chain(self, x0: Tensor, n_steps: int) -> Tensor:
+        """``n_steps`` noise-free particle steps from ``x0`` (detached)."""
         c = self.config
-        clamp = _clamp_arg(c.clamp_lo, c.clamp_hi)
+        clamp = clamp_arg(c.clamp_lo, c.clamp_hi)
         if c.second_order:
             from ebmfast.samplers import SecondOrderLangevin
             s = SecondOrderLangevin(step_size=c.particle_lr, noise_scale=0.0, clamp=clamp, grad_clip=c.grad_clip,
@@ -94,16 +70,16 @@ class OTEBMTrainer(EnergyArgMixin, ParticleMixin, Trainer):
 
     def train_step(self, batch: Tensor, it: int) -> dict[str, float]:
         c = self.config
-        x_t = self._start_points().detach()
-        x_next = self._chain(x_t, c.n_steps)
-        self._store(x_next)
+        x_t = self.start_points().detach()
+        x_next = self.chain(x_t, c.n_steps)
+        self.store(x_next)
         e_data = self.energy(batch)
         e_next = self.energy(x_next)
         loss = e_data.mean() - e_next.mean()
         metrics = {}
         if c.tau > 0:
-            pen_prev = grad_norm_penalty(self.energy, x_t, lipschitz=c.lipschitz)
-            pen_cur = grad_norm_penalty(self.energy, x_next, lipschitz=c.lipschitz)
+            pen_prev = grad_norm_penalty(self.energy, x_t.detach(), lipschitz=c.lipschitz)
+            pen_cur = grad_norm_penalty(self.energy, x_next.detach(), lipschitz=c.lipschitz)
             loss = loss + c.tau / 8 * pen_prev + c.tau / 4 * pen_cur
             metrics.update(pen_prev=float(pen_prev.detach()), pen_cur=float(pen_cur.detach()))
         if c.alpha > 0:
@@ -112,9 +88,3 @@ class OTEBMTrainer(EnergyArgMixin, ParticleMixin, Trainer):
         loss.backward()
         self.opt.step()
         return {"loss": float(loss.detach()), **energy_stats(e_data.detach(), e_next.detach()), **metrics}
-
-    def modules(self) -> dict[str, nn.Module]:
-        return {"energy": self.energy}
-
-    def optimizers(self):
-        return {"energy": self.opt}

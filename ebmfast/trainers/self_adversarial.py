@@ -1,6 +1,6 @@
 """Noise-free EBM dynamics as a generator, with the self-adversarial loss (paper 003).
 
-Method (METHODS.md §5; 003 eq. 3, 7, 12):
+Method (003 eq. 3, 7, 12):
 
 - Generator G_theta: K steps from x0 ~ N(0, prior_std^2 I), no persistence,
 
@@ -41,8 +41,10 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor, nn
 
-from ..flows.likelihood import _FIXED_STEP, energy_values, flow_log_likelihood, gradient_flow
-from .base import Trainer, TrainerConfig, param, register_trainer
+from ..core import as_batch_energy
+from ..flows.likelihood import _FIXED_STEP, flow_log_likelihood, gradient_flow
+from .base import Trainer
+from .config import TrainerConfig, param
 
 __all__ = [
     "MLPEnergy", "sampling_chain", "frozen", "self_adversarial_loss", "ml_loss",
@@ -135,8 +137,9 @@ def ml_loss(energy: Callable[[Tensor], Tensor], x_data: Tensor, x_sample: Tensor
 
     Returns (loss, metrics dict of floats).
     """
-    e_d = energy_values(energy, x_data)
-    e_s = energy_values(energy, x_sample.detach())
+    e_d = as_batch_energy(energy(x_data), x_data.shape[0])
+    x_sample = x_sample.detach()
+    e_s = as_batch_energy(energy(x_sample), x_sample.shape[0])
     loss = e_d.mean() - e_s.mean()
     if alpha > 0:
         loss = loss + alpha * (e_d.pow(2).mean() + e_s.pow(2).mean())
@@ -162,7 +165,7 @@ def self_adversarial_loss(energy: nn.Module, x_data: Tensor, x_gen: Tensor, alph
     parameters frozen: see :func:`frozen`.
     """
     loss, metrics = ml_loss(energy, x_data, x_gen, alpha)
-    gen = energy_values(frozen(energy), x_gen)
+    gen = as_batch_energy(frozen(energy)(x_gen), x_gen.shape[0])
     loss = loss + gen_weight * gen.mean()
     metrics["gen"] = float(gen.detach().mean())
     return loss, metrics
@@ -231,7 +234,6 @@ class SelfAdversarialConfig(TrainerConfig):
 
 
 # =================================================================== trainer
-@register_trainer
 class SelfAdversarialTrainer(Trainer):
     """EBM trained with noisy / noise-free / self-adversarial dynamics (003).
 
@@ -248,6 +250,8 @@ class SelfAdversarialTrainer(Trainer):
 
     name = "self-adv"
     Config = SelfAdversarialConfig
+    step_size_keys = ("lr", "eta")
+    has_chain = True
 
     def build(self) -> None:
         c = self.config
@@ -264,6 +268,19 @@ class SelfAdversarialTrainer(Trainer):
     def prior(self, n: int) -> Tensor:
         """x0 ~ N(0, prior_std^2 I), [n, *event_shape] (global RNG)."""
         return self.config.prior_std * torch.randn(n, *self.event_shape, device=self.device, dtype=self.dtype)
+
+    def init_points(self, n: int) -> Tensor:
+        """Fresh chains start from the prior."""
+        return self.prior(n)
+
+    def chain(self, x: Tensor, n_steps: int) -> Tensor:
+        """``n_steps`` Euler steps of the generator's chain from ``x`` (detached), whatever ``sampler``."""
+        c = self.config
+        return sampling_chain(self.energy, x, n_steps, c.eta, noise_scale=c.effective_noise, clamp=c.clamp,
+                              backend=self.backend).detach()
+
+    def figure_chain_steps(self) -> int:
+        return int(self.config.n_steps)
 
     def generate(self, x0: Tensor, create_graph: bool = False) -> Tensor:
         """G_theta(x0) with the configured sampler and variant ([B, *S] -> [B, *S])."""

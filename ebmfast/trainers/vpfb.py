@@ -1,4 +1,4 @@
-"""VPFB: variational potential flow (paper 004; METHODS.md §6).
+"""VPFB: variational potential flow (paper 004).
 
 A time-dependent potential Phi(x, t) (log-density-like: high near data)
 moves prior samples x(0) ~ N(0, I) to data along ``dx/dt = grad_x Phi``
@@ -12,7 +12,7 @@ omega = nu = 1, which is what the OT path gives)
 
     gamma(x, x_bar, tau) = |x|^2 / (1-tau)^2 + (1+tau) |x - x_bar|^2 / (1-tau)^3.
 
-Loss (004 eq. 27 with the official code's weights, METHODS.md §6), minimised:
+Loss (004 eq. 27 with the official code's weights), minimised:
 
     w_cov * Cov[Phi(x,t), w(tau) gamma] + w_grad_x * E|grad_x Phi|^2 + w_grad_t * E(d_t Phi)^2
     + poincare * E Phi^2 - w_cos * E cos(grad_x Phi, v),        w(tau) = (1 - tau)^kappa
@@ -63,7 +63,8 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from .base import Trainer, TrainerConfig, param, register_trainer
+from .base import Trainer
+from .config import TrainerConfig, param
 
 __all__ = [
     "PotentialMLP", "innovation", "innovation_mean", "vpfb_loss", "velocity_scale",
@@ -262,7 +263,6 @@ class BoltzmannEnergy(nn.Module):
 
 
 # =================================================================== trainer
-@register_trainer
 class VPFBTrainer(Trainer):
     """Variational potential flow (004) on [B, *S] data.
 
@@ -278,6 +278,7 @@ class VPFBTrainer(Trainer):
 
     name = "vpfb"
     Config = VPFBConfig
+    step_size_keys = ("lr", "lr_min")
 
     def build(self) -> None:
         c = self.config

@@ -1,4 +1,4 @@
-"""w-pGCN / w-GCN: Wasserstein generative ConvNet (METHODS.md §2; 001 §4.1, eq. 13-18, Alg. 1).
+"""w-pGCN / w-GCN: Wasserstein generative ConvNet (001 §4.1, eq. 13-18, Alg. 1).
 
 Model ``p(x) ∝ exp(f_theta(x)) q(x)`` with Gaussian reference q = N(0, sigma^2 I).
 The trainer's module ``net`` is an energy ``E_net = -f`` ([B, ...] -> [B], ebmfast
@@ -37,9 +37,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ._penalty import grad_norm_penalty
-from .base import Trainer, TrainerConfig, param, register_trainer
-from .mle import EnergyArgMixin, energy_stats
+from ..ops import grad_norm_penalty
+from .base import Trainer
+from .config import FCEnergyConfig, param
+from .particles import EnergyArgMixin, energy_stats
 
 __all__ = ["WGCNConfig", "WGCNTrainer", "top_module"]
 
@@ -56,7 +57,7 @@ def top_module(net: nn.Module) -> nn.Module:
 
 
 @dataclass
-class WGCNConfig(TrainerConfig):
+class WGCNConfig(FCEnergyConfig):
     """Hyper-parameters of :class:`WGCNTrainer`.
 
     001's image defaults: L = 50, delta = 0.2 (CelebA) / 0.15, sigma = 0.01 on its
@@ -77,17 +78,16 @@ class WGCNConfig(TrainerConfig):
     noise: str = param("langevin", choices=("langevin", "printed"))
     n_chains: int = param(100, ge=1, doc="persistent chains M")
     grad_clip: float = param(None, gt=0.0, optional=True, kind=float)
-    hidden: int = param(128, ge=1)
-    n_layers: int = param(5, ge=2)
-    activation: str = param("leaky_relu")
 
 
-@register_trainer
 class WGCNTrainer(EnergyArgMixin, Trainer):
     """w-pGCN / w-GCN (see the module docstring). Extra keyword: ``energy`` = the ``-f`` module."""
 
     name = "w-gcn"
     Config = WGCNConfig
+    pool_key = "n_chains"
+    step_size_keys = ("lr", "delta")  # the chain's step is delta^2 / 2
+    has_chain = True
 
     # ----------------------------------------------------------------- build
     def build(self) -> None:
@@ -116,15 +116,27 @@ class WGCNTrainer(EnergyArgMixin, Trainer):
         return ReferenceLangevin.from_delta(c.delta, c.sigma, paper_noise=c.noise == "printed",
                                             grad_clip=c.grad_clip, backend=self.backend)
 
-    def _chain(self, x0: Tensor, n_steps: int) -> Tensor:
+    def energy_fn(self):
+        """The full energy ``E_net + |x|^2 / (2 sigma^2)`` (:meth:`full_energy`)."""
+        return self.full_energy
+
+    def init_points(self, n: int) -> Tensor:
+        """Chains start at 0 (001 Alg. 1 line 1)."""
+        return torch.zeros((n, *self.event_shape), device=self.device, dtype=self.dtype)
+
+    def chain(self, x0: Tensor, n_steps: int) -> Tensor:
+        """``n_steps`` of the reference Langevin chain from ``x0`` (detached)."""
         out = self.sampler().run(self.net, x0.detach(), n_steps)
         return (out.x if hasattr(out, "x") else out).detach()
+
+    def figure_chain_steps(self) -> int:
+        return int(self.config.n_steps)
 
     # ----------------------------------------------------------------- steps
     def train_step(self, batch: Tensor, it: int) -> dict[str, float]:
         c = self.config
         x_prev = self.x
-        x_cur = self._chain(x_prev, c.n_steps)
+        x_cur = self.chain(x_prev, c.n_steps)
         self.x = x_cur
         e_data = self.net(batch)
         e_cur = self.net(x_cur)
@@ -132,8 +144,8 @@ class WGCNTrainer(EnergyArgMixin, Trainer):
         metrics = {}
         if c.penalty and c.beta > 0:
             gamma = float(torch.rand(()))
-            pen_prev = grad_norm_penalty(self.net, x_prev, lipschitz=None)
-            pen_cur = grad_norm_penalty(self.net, x_cur, lipschitz=None)
+            pen_prev = grad_norm_penalty(self.net, x_prev.detach(), lipschitz=None)
+            pen_cur = grad_norm_penalty(self.net, x_cur.detach(), lipschitz=None)
             loss = loss + c.beta / 2 * ((1 - gamma) * pen_prev + gamma * pen_cur)
             metrics.update(pen_prev=float(pen_prev.detach()), pen_cur=float(pen_cur.detach()), gamma=gamma)
         self.opt.zero_grad(set_to_none=True)

@@ -157,7 +157,7 @@ def main():
     # 002 F.5 uses M = 1024. With 1024 the estimate of G(P) = E[P] from the uniform Gamma box is
     # noisy in d = 3 (a ball fills ~1/5 of its enlarged bounding box) and the first steps stop
     # ~2 % short of the Barenblatt radius (SymKL 0.13-0.55 at k = 10); 4096 brings G's estimate
-    # to within 1 % and every evaluation below 0.1 (README.md, session-3 probes).
+    # to within 1 % and every evaluation below 0.1 (probes of the README settings).
     p.add_argument("--batch", type=int, default=4096)
     p.add_argument("--particles", type=int, default=10_000)
     p.add_argument("--map-width", type=int, default=32)

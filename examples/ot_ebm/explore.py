@@ -21,15 +21,17 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run_toys import build_parser, run_one  # noqa: E402
 
+from ebmfast.core.io import atomic_write_text  # noqa: E402
+from ebmfast.runs.study import markdown_table, write_json  # noqa: E402
+from ebmfast.trainers.jsonl import read_jsonl  # noqa: E402
+
 OUT = Path(__file__).resolve().parent / "results" / "explore"
 
 
 def table() -> str:
     """Markdown table of every short run in log.jsonl (9-grid: final and last-500-iteration means)."""
-    rows = ["| name | method | data | seed | iters | args | MMD^2/floor final | MMD^2/floor last 500 | hq final "
-            "| hq last 500 | modes final | s |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for line in open(OUT / "log.jsonl"):
-        d = json.loads(line)
+    rows = []
+    for d in read_jsonl(OUT / "log.jsonl"):
         last = d["traj"][-1][0]
         tr = [t for t in d["traj"] if t[0] > last - 500]
         mm = sum(t[1] for t in tr) / len(tr)
@@ -42,18 +44,19 @@ def table() -> str:
             if not skip:
                 args.append(tok)
         args = " ".join(args)
-        rows.append(f"| {d['name']} | {d['method']} | {d['dataset']} | {d['seed']} | {last} | `{args}` | "
-                    f"{d['final']['mmd2'] / d['floor']:.1f} | {mm:.1f} | "
-                    + (f"{100 * d['final']['high_quality']:.1f}% | {100 * hq:.1f}% | {d['final']['modes_covered']}/9"
-                       if g else "- | - | -") + f" | {d['wall_s']:.0f} |")
-    return "\n".join(rows) + "\n"
+        grid = ([f"{100 * d['final']['high_quality']:.1f}%", f"{100 * hq:.1f}%", f"{d['final']['modes_covered']}/9"]
+                if g else ["-"] * 3)
+        rows.append([d["name"], d["method"], d["dataset"], d["seed"], last, f"`{args}`",
+                     f"{d['final']['mmd2'] / d['floor']:.1f}", f"{mm:.1f}", *grid, f"{d['wall_s']:.0f}"])
+    return "\n".join(markdown_table(["name", "method", "data", "seed", "iters", "args", "MMD^2/floor final",
+                                     "MMD^2/floor last 500", "hq final", "hq last 500", "modes final", "s"], rows)) + "\n"
 
 
 def main(argv):
     if argv == ["--table"]:
         txt = table()
-        (OUT / "summary.md").write_text("# Short exploration runs (explore.py; noise floor here: 200 vs 200 points)\n\n"
-                                        + txt)
+        atomic_write_text(OUT / "summary.md", "# Short exploration runs (explore.py; noise floor here: 200 vs 200 "
+                                              "points)\n\n" + txt)
         print(txt)
         return
     name = argv[0]
@@ -80,7 +83,7 @@ def main(argv):
                                  for e in ev]}
                 with open(OUT / "log.jsonl", "a") as f:
                     f.write(json.dumps(line) + "\n")
-                (OUT / f"{name}_{m}_{ds}_s{seed}.json").write_text(json.dumps(r))
+                write_json(OUT / f"{name}_{m}_{ds}_s{seed}.json", r)
 
 
 if __name__ == "__main__":

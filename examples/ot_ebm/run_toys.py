@@ -41,9 +41,10 @@ import torch
 
 from ebmfast.data import get_mixture, grid9, swissroll
 from ebmfast.evaluators import grad_norms, mmd2, mmd_noise_floor, mode_coverage, spectral_norms
+from ebmfast.core.io import atomic_write_text as write_text
+from ebmfast.runs.study import markdown_table, mean_sd, study_dir, study_parser, write_json
 from ebmfast.trainers import DivergenceError, get_trainer
 
-HERE = Path(__file__).resolve().parent
 DATA = {"grid9": grid9, "swissroll": swissroll}
 BANDWIDTHS = (0.2, 0.5, 1.0, 2.0)   # at ebmfast toy scale (mode std 0.2, grid spacing 2)
 
@@ -125,12 +126,6 @@ def run_one(method: str, dataset: str, seed: int, a, noise: float | None = None)
     return res
 
 
-def _ms(vals):
-    import statistics as st
-    vals = list(vals)
-    return (st.mean(vals), st.stdev(vals) if len(vals) > 1 else 0.0)
-
-
 def _last_mean(r: dict, key: str, span: int) -> float:
     """Mean of an evaluation metric over the evaluations in the last ``span`` iterations (incl. the final)."""
     last = r["evals"][-1]["it"]
@@ -150,47 +145,46 @@ def summarise(results: list, out: Path, a) -> list:
                 continue
             row = {"dataset": ds, "method": m, "n_seeds": len(rs), "seeds": [r["seed"] for r in rs],
                    "config": rs[0]["config"],
-                   "mmd2_final": _ms(r["final"]["mmd2"] for r in rs),
-                   "mmd_x_floor_final": _ms(r["final"]["mmd2"] / r["mmd_floor"] for r in rs),
+                   "mmd2_final": mean_sd((r["final"]["mmd2"] for r in rs), skip_nonfinite=False),
+                   "mmd_x_floor_final": mean_sd((r["final"]["mmd2"] / r["mmd_floor"] for r in rs), skip_nonfinite=False),
                    "mmd_x_floor_final_per_seed": [r["final"]["mmd2"] / r["mmd_floor"] for r in rs],
-                   "mmd_x_floor_last": _ms(_last_mean(r, "mmd2", span) for r in rs),
-                   "mmd2_best": _ms(r["best_mmd"]["mmd2"] for r in rs),
-                   "mmd_floor": _ms(r["mmd_floor"] for r in rs),
+                   "mmd_x_floor_last": mean_sd((_last_mean(r, "mmd2", span) for r in rs), skip_nonfinite=False),
+                   "mmd2_best": mean_sd((r["best_mmd"]["mmd2"] for r in rs), skip_nonfinite=False),
+                   "mmd_floor": mean_sd((r["mmd_floor"] for r in rs), skip_nonfinite=False),
                    "diverged": sum(r["diverged"] is not None for r in rs),
-                   "wall_s": _ms(r["wall_s"] for r in rs)}
+                   "wall_s": mean_sd((r["wall_s"] for r in rs), skip_nonfinite=False)}
             if ds == "grid9":
-                row["hq_final"] = _ms(r["final"]["high_quality"] for r in rs)
+                row["hq_final"] = mean_sd((r["final"]["high_quality"] for r in rs), skip_nonfinite=False)
                 row["hq_final_per_seed"] = [r["final"]["high_quality"] for r in rs]
-                row["hq_last"] = _ms(_last_mean(r, "high_quality", span) for r in rs)
+                row["hq_last"] = mean_sd((_last_mean(r, "high_quality", span) for r in rs), skip_nonfinite=False)
                 row["modes_final"] = [r["final"]["modes_covered"] for r in rs]
-                row["hq_best"] = _ms(r["best_mmd"]["high_quality"] for r in rs)
+                row["hq_best"] = mean_sd((r["best_mmd"]["high_quality"] for r in rs), skip_nonfinite=False)
                 row["modes_best"] = [r["best_mmd"]["modes_covered"] for r in rs]
                 row["best_it"] = [r["best_mmd"]["it"] for r in rs]
             rows.append(row)
-    (out / "summary.json").write_text(json.dumps({"args": vars(a), "rows": rows}, indent=1))
+    write_json(out / "summary.json", {"args": vars(a), "rows": rows}, indent=1)
     f = lambda p, d=4: f"{p[0]:.{d}f} ± {p[1]:.{d}f}"
     pct = lambda p: f"{100 * p[0]:.1f}% ± {100 * p[1]:.1f}"
     lines = [f"# OT-EBM vs MLE-EBM toys ({a.tag})", "", f"args: {json.dumps(vars(a))}", "",
              f"Final = after iteration {a.iters}; 'last' = mean over the evaluations in the last {span} "
-             f"iterations (every {a.eval_every}); 'best' = the evaluation with the lowest MMD^2.", "",
-             "| data | method | seeds | MMD^2 final | MMD^2 / floor final (per seed) | MMD^2 / floor last | floor"
-             " | high-quality final (per seed) | high-quality last | modes final | high-quality @best | modes @best (it)"
-             " | diverged | s/run |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"iterations (every {a.eval_every}); 'best' = the evaluation with the lowest MMD^2.", ""]
+    table = []
     for r in rows:
-        g = "hq_final" in r
-        lines.append(
-            f"| {r['dataset']} | {r['method']} | {r['n_seeds']} | {f(r['mmd2_final'])} | {f(r['mmd_x_floor_final'], 1)} "
-            f"({', '.join(f'{v:.1f}' for v in r['mmd_x_floor_final_per_seed'])}) | {f(r['mmd_x_floor_last'], 1)} "
-            f"| {r['mmd_floor'][0]:.4f} | "
-            + (f"{pct(r['hq_final'])} ({', '.join(f'{100 * v:.1f}' for v in r['hq_final_per_seed'])}) | "
-               f"{pct(r['hq_last'])} | {r['modes_final']} | {pct(r['hq_best'])} | {r['modes_best']} {r['best_it']} | "
-               if g else "- | - | - | - | - | ")
-            + f"{r['diverged']} | {r['wall_s'][0]:.0f} ± {r['wall_s'][1]:.0f} |")
+        grid = (
+            [f"{pct(r['hq_final'])} ({', '.join(f'{100 * v:.1f}' for v in r['hq_final_per_seed'])})",
+             pct(r["hq_last"]), r["modes_final"], pct(r["hq_best"]), f"{r['modes_best']} {r['best_it']}"]
+            if "hq_final" in r else ["-"] * 5)
+        table.append([r["dataset"], r["method"], r["n_seeds"], f(r["mmd2_final"]),
+                      f"{f(r['mmd_x_floor_final'], 1)} ({', '.join(f'{v:.1f}' for v in r['mmd_x_floor_final_per_seed'])})",
+                      f(r["mmd_x_floor_last"], 1), f"{r['mmd_floor'][0]:.4f}", *grid, r["diverged"],
+                      f"{r['wall_s'][0]:.0f} ± {r['wall_s'][1]:.0f}"])
+    lines += markdown_table(["data", "method", "seeds", "MMD^2 final", "MMD^2 / floor final (per seed)",
+                             "MMD^2 / floor last", "floor", "high-quality final (per seed)", "high-quality last",
+                             "modes final", "high-quality @best", "modes @best (it)", "diverged", "s/run"], table)
     lines += ["", "paper (000 Table 1, accuracy of recovered modes): GMM EBM 82.2%, OT-EBM 89.6%; "
               "Swissroll EBM 78.1%, OT-EBM 85.3%. High-quality = share of samples within 3 std of a 9-grid mode "
               "(true data: 98.9%); MMD^2 noise floor = rms MMD^2_u between independent data sets of the compared sizes."]
-    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    write_text(out / "summary.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return rows
 
@@ -232,12 +226,9 @@ def plot(results: list, out: Path) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tag", default="repro")
-    p.add_argument("--out", default=None, help="results directory (default: results/<tag> beside this script)")
+    p = study_parser(__doc__, tag="repro", seeds=(0, 1, 2), quick="60 iterations, 1 seed")
     p.add_argument("--datasets", nargs="+", default=["grid9", "swissroll"], choices=sorted(DATA))
     p.add_argument("--methods", nargs="+", default=["ot-ebm", "mle"], choices=["ot-ebm", "mle"])
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--iters", type=int, default=2000)
     p.add_argument("--scale", type=float, default=10.0)
     p.add_argument("--beta1", type=float, default=0.0)
@@ -255,8 +246,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=1000)
     p.add_argument("--eval-every", type=int, default=50)
     p.add_argument("--weights-every", type=int, default=10)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--quick", action="store_true", help="CI smoke run: 60 iterations, 1 seed")
     p.add_argument("--summarise-only", action="store_true",
                    help="rebuild summary + plots from the JSON files already in results/<tag> (no training)")
     return p
@@ -267,8 +256,7 @@ def main(argv=None):
     if a.quick:
         a.iters, a.seeds, a.eval_every, a.tag = 60, [0], 20, "quick"
     torch.set_num_threads(a.threads)
-    out = Path(a.out) if a.out else HERE / "results" / a.tag
-    out.mkdir(parents=True, exist_ok=True)
+    out = study_dir(__file__, a)
     if a.summarise_only:
         results = [json.loads(f.read_text()) for f in sorted(out.glob("*_s*.json"))]
         results = sorted((r for r in results if r["dataset"] in a.datasets),
@@ -286,7 +274,7 @@ def main(argv=None):
                     r = run_one(m, ds, seed, a, noise=noise)
                     results.append(r)
                     # written as we go: a cut-off run keeps what it finished
-                    (out / f"{r['method']}_{ds}_s{seed}.json").write_text(json.dumps(r))
+                    write_json(out / f"{r['method']}_{ds}_s{seed}.json", r)
     summarise(results, out, a)
     plot(results, out)
     return results

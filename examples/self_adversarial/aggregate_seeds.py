@@ -8,11 +8,14 @@ prints the table. Per data set it also counts, seed by seed, how often the paper
 """
 from __future__ import annotations
 
-import json
 import math
 import statistics
 import sys
 from pathlib import Path
+
+from ebmfast.core.io import atomic_write_text
+from ebmfast.runs.io import read_json
+from ebmfast.runs.study import markdown_table, write_json
 
 
 def mean_sd(v: list[float]) -> str:
@@ -36,15 +39,13 @@ def main(folder: str) -> None:
         raise SystemExit(f"no results_seed*.json in {folder}")
     runs = {}  # (dataset, variant) -> {seed: result}
     for f in files:
-        blob = json.loads(f.read_text())
+        blob = read_json(f)
         seed = blob["args"]["seed"]
         for r in blob["results"]:
             runs.setdefault((r["dataset"], r["variant"]), {})[seed] = r
     datasets = list(dict.fromkeys(d for d, _ in runs))
     variants = list(dict.fromkeys(v for _, v in runs))
-    lines = ["| data | variant | MMD/floor, mean over last 40% (mean ± sd over seeds) | per seed | "
-             "final MMD/floor (mean ± sd) | diverged (|E| > 1e4 or non-finite) | train s (mean) |", "|---|---|---|---|---|---|---|"]
-    summary = []
+    rows, summary = [], []
     for d in datasets:
         for v in variants:
             rs = runs.get((d, v), {})
@@ -56,9 +57,11 @@ def main(folder: str) -> None:
             div = sum(blew_up(rs[s]) for s in seeds)
             ts = statistics.mean(rs[s]["train_s"] for s in seeds)
             per = ", ".join(f"{x:.1f}" for x in last)
-            lines.append(f"| {d} | {v} | {mean_sd(last)} | {per} | {mean_sd(fin)} | {div}/{len(seeds)} | {ts:.0f} |")
+            rows.append([d, v, mean_sd(last), per, mean_sd(fin), f"{div}/{len(seeds)}", f"{ts:.0f}"])
             summary.append({"dataset": d, "variant": v, "seeds": seeds, "mmd_last40": last, "mmd_final": fin,
                             "diverged": div, "train_s_mean": ts})
+    lines = markdown_table(["data", "variant", "MMD/floor, mean over last 40% (mean ± sd over seeds)", "per seed",
+                            "final MMD/floor (mean ± sd)", "diverged (|E| > 1e4 or non-finite)", "train s (mean)"], rows)
     # paper's order, seed by seed
     lines += ["", "Seeds (of those run) in the paper's direction (lower MMD/floor, last-40% mean):", ""]
     for d in datasets:
@@ -70,8 +73,8 @@ def main(folder: str) -> None:
         pairs = [("noise-free", "noisy")] + [(v, "noise-free") for v in variants if v.startswith("self-adv")]
         lines.append(f"- {d}: " + "; ".join(cmp(a, b) for a, b in pairs if (d, a) in runs and (d, b) in runs))
     text = "\n".join(lines) + "\n"
-    (folder / "summary.md").write_text(text)
-    (folder / "summary.json").write_text(json.dumps(summary, indent=1))
+    atomic_write_text(folder / "summary.md", text)
+    write_json(folder / "summary.json", summary, indent=1)
     print(text)
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ebmfast.flows.likelihood import energy_values
+from ebmfast.core import as_batch_energy
 from ebmfast.trainers.self_adversarial import SelfAdversarialTrainer, frozen, ml_loss
 
 
@@ -61,7 +61,7 @@ class AlternatingSelfAdversarialTrainer(SelfAdversarialTrainer):
         self._step(self.opt, loss_c)
         # 2. generator (eq. 11) at the updated theta: differentiate through the chain only
         x_gen = self.generate(self.prior(b), create_graph=True)
-        gen = energy_values(frozen(self.energy), x_gen).mean()
+        gen = as_batch_energy(frozen(self.energy)(x_gen), x_gen.shape[0]).mean()
         self._step(self.opt_gen, gen)
         return {"loss": float(loss_c.detach()), **m, "gen": float(gen.detach()), "cd": m["e_data"] - m["e_sample"],
                 "sample_std": float(x_neg.reshape(b, -1).std(0).mean())}

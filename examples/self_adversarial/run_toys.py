@@ -24,17 +24,17 @@ Usage (CPU, about 1-2 min per variant and data set with the defaults)::
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
-from pathlib import Path
 
 import torch
 
+from ebmfast.core.io import atomic_write_text
 from ebmfast.data import get_mixture, load_dataset
 from ebmfast.evaluators import mmd2, mmd_vs_floor
-from ebmfast.trainers.base import DivergenceError
+from ebmfast.runs.study import markdown_table, study_dir, study_parser, write_json
+from ebmfast.trainers import DivergenceError
 from ebmfast.trainers.self_adversarial import SelfAdversarialTrainer
 
 try:  # run as a script (sys.path[0] is this folder) or imported as examples.self_adversarial.run_toys
@@ -149,7 +149,7 @@ def run_one(dataset: str, spec: str, args) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = study_parser(__doc__, out_help="directory for results.json / .md (default: none written)")
     p.add_argument("--datasets", nargs="+", default=["swissroll", "grid9"])
     p.add_argument("--variants", nargs="+", default=["noisy", "noise-free", "self-adv", "self-adv@0.1"],
                    help="noisy | noise-free | self-adv | self-adv@W (generator term weight W; eq. 12 is W=1)")
@@ -175,9 +175,7 @@ def main() -> None:
     p.add_argument("--eval-fracs", type=float, nargs="+", default=[0.6, 0.7, 0.8, 0.9, 1.0],
                    help="fractions of training at which the MMD is taken and averaged (before 2026-11-22 "
                         "the README's tables used 0.7 0.8 0.9 1.0)")
-    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=str, default=None, help="directory for results.json / .md")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -198,11 +196,9 @@ def main() -> None:
             print(json.dumps({k: r[k] for k in r if k not in ("config", "final_metrics")}), flush=True)
 
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / f"results{args.tag}.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
-        lines = ["| data | variant | MMD/floor final (mean at eval-fracs) | MMD/floor ODE | chain-vs-ODE MMD/floor | "
-                 "test LL (nats) | reference LL | train s |", "|---|---|---|---|---|---|---|---|"]
+        out = study_dir(__file__, args)
+        write_json(out / f"results{args.tag}.json", {"args": vars(args), "results": results}, indent=1)
+        rows = []
         for r in results:
             ref = r["reference"]
             ref_s = (f"true {ref['true_test_ll']:.3f}; " if "true_test_ll" in ref else "") + \
@@ -212,9 +208,11 @@ def main() -> None:
                 ll += f" (rk4 x{r['ode_solver']['n_steps']})"
             ode = f"{r['mmd_ode']['ratio']:.1f}" if "mmd_ode" in r else "-"
             cvo = f"{r['mmd2_chain_vs_ode_over_floor']:.1f}" if "mmd2_chain_vs_ode_over_floor" in r else "-"
-            lines.append(f"| {r['dataset']} | {r['variant']} | {r['mmd_chain']['ratio']:.1f} "
-                         f"({r['mmd_ratio_mean_last']:.1f}) | {ode} | {cvo} | {ll} | {ref_s} | {r['train_s']} |")
-        (out / f"results{args.tag}.md").write_text("\n".join(lines) + "\n")
+            rows.append([r["dataset"], r["variant"], f"{r['mmd_chain']['ratio']:.1f} ({r['mmd_ratio_mean_last']:.1f})",
+                         ode, cvo, ll, ref_s, r["train_s"]])
+        lines = markdown_table(["data", "variant", "MMD/floor final (mean at eval-fracs)", "MMD/floor ODE",
+                                "chain-vs-ODE MMD/floor", "test LL (nats)", "reference LL", "train s"], rows)
+        atomic_write_text(out / f"results{args.tag}.md", "\n".join(lines) + "\n")
         print("\n".join(lines))
 
 

@@ -22,7 +22,6 @@ Usage::
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -31,8 +30,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ebmfast.core.io import atomic_write_text
 from ebmfast.data import load_dataset
 from ebmfast.evaluators import auroc, mmd_vs_floor
+from ebmfast.runs.study import markdown_table, study_dir, study_parser, write_json
 from ebmfast.trainers.vpfb import VPFBTrainer
 
 BANDWIDTHS = [0.1, 0.25, 0.5, 1.0, 2.0]
@@ -176,7 +177,8 @@ def _plot(path, train, x_ode, x_lan, gx, gy, phi_b, log_kde):
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = study_parser(__doc__, out_help="directory for results.json / .md and the run_<variant> checkpoints "
+                     "(default: none written)")
     p.add_argument("--iters", type=int, default=6000)
     p.add_argument("--batch", type=int, default=1024)
     p.add_argument("--hidden", type=int, default=128)
@@ -194,14 +196,12 @@ def main() -> None:
     p.add_argument("--n-train", type=int, default=10000)
     p.add_argument("--n-test", type=int, default=10000)
     p.add_argument("--n-eval", type=int, default=2000)
-    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--resume", action="store_true", help="load <out>/run_<variant>/ckpt (re-evaluate a trained run)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=str, default=None)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     # "literal": eq. 27 / eq. 13 / eq. 22 as printed (batch covariance, kappa = 2 > 1, (d_t Phi)^2 on all t,
-    # dx/dt = grad Phi, Phi_B with 4 Phi) - the reading METHODS.md gives, to compare with ours.
+    # dx/dt = grad Phi, Phi_B with 4 Phi) - the literal reading of the paper, to compare with ours.
     table = {"default": {}, "batch": {"centering": "batch"}, "paper": {"scaling": "paper"},
              "literal": {"centering": "batch", "kappa": 2.0, "scaling": "paper", "grad_t_on": "all",
                          "baseline": False},
@@ -212,19 +212,19 @@ def main() -> None:
         results.append(r)
         print(json.dumps({k: r[k] for k in r if k != "config"}), flush=True)
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "results.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
-        lines = ["| variant | ODE MMD/floor iid protocol | ODE MMD/floor split-half (70/80/90%) | Spearman grid | "
-                 "Spearman support | Langevin MMD/floor (p_B target) | "
-                 "AUROC box | AUROC gauss | train s |", "|---|---|---|---|---|---|---|---|---|"]
+        out = study_dir(__file__, args)
+        write_json(out / "results.json", {"args": vars(args), "results": results}, indent=1)
+        rows = []
         for r in results:
             tr_s = "/".join(f"{e['ratio']:.1f}" for e in r["mmd_ode_trace"][:-1])
-            lines.append(f"| {r['tag']} | {r['mmd_ode_iid']['ratio']:.2f} | {r['mmd_ode']['ratio']:.1f} ({tr_s}) | "
-                         f"{r['spearman_grid']:.3f} | "
-                         f"{r['spearman_support']:.3f} | {r['langevin']['mmd_ratio_vs_model_target']:.1f} | "
-                         f"{r['auroc_vs_uniform_box']:.3f} | {r['auroc_vs_gaussian']:.3f} | {r['train_s']} |")
-        (out / "results.md").write_text("\n".join(lines) + "\n")
+            rows.append([r["tag"], f"{r['mmd_ode_iid']['ratio']:.2f}", f"{r['mmd_ode']['ratio']:.1f} ({tr_s})",
+                         f"{r['spearman_grid']:.3f}", f"{r['spearman_support']:.3f}",
+                         f"{r['langevin']['mmd_ratio_vs_model_target']:.1f}", f"{r['auroc_vs_uniform_box']:.3f}",
+                         f"{r['auroc_vs_gaussian']:.3f}", r["train_s"]])
+        lines = markdown_table(["variant", "ODE MMD/floor iid protocol", "ODE MMD/floor split-half (70/80/90%)",
+                                "Spearman grid", "Spearman support", "Langevin MMD/floor (p_B target)", "AUROC box",
+                                "AUROC gauss", "train s"], rows)
+        atomic_write_text(out / "results.md", "\n".join(lines) + "\n")
         print("\n".join(lines))
 
 

@@ -19,20 +19,18 @@ training, and divergence (DivergenceError) if any; 3 seeds by default.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics as st
 import time
-from pathlib import Path
 
 import torch
 
 from ebmfast.data import grid9, swissroll
 from ebmfast.evaluators import mmd2, mmd_noise_floor
+from ebmfast.runs.study import mean_sd_text, study_dir, study_parser, write_json, write_markdown
 from ebmfast.trainers import DivergenceError, get_trainer
 from ebmfast.trainers.wgcn import WGCNConfig
 
-HERE = Path(__file__).resolve().parent
 DATA = {"grid9": grid9, "swissroll": swissroll}
 BANDWIDTHS = (0.2, 0.5, 1.0, 2.0)
 
@@ -78,12 +76,10 @@ def run_one(dataset, variant, mult, penalty, seed, a):
 
 def main(argv=None):
     d = WGCNConfig()
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tag", default="main")
+    p = study_parser(__doc__, tag="main", seeds=(0, 1, 2), quick="40 iterations, 1 seed, 1 data set")
     p.add_argument("--datasets", nargs="+", default=["grid9", "swissroll"], choices=sorted(DATA))
     p.add_argument("--variants", nargs="+", default=["gcn"], choices=["gcn", "pgcn"])
     p.add_argument("--mults", nargs="+", type=float, default=[1, 3, 10])
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--iters", type=int, default=2000,
                    help="the KL baseline's collapse comes after 600-1800 iterations on the toys (results/diag_*)")
     p.add_argument("--base-lr", type=float, default=d.lr)
@@ -99,14 +95,11 @@ def main(argv=None):
     p.add_argument("--eval-every", type=int, default=100)
     p.add_argument("--methods", nargs="+", default=["w", "kl"], choices=["w", "kl"],
                    help="w = penalised (w-GCN / w-pGCN), kl = the same model without the penalty")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--quick", action="store_true", help="CI smoke run: 40 iterations, 1 seed, 1 data set")
     a = p.parse_args(argv)
     if a.quick:
         a.iters, a.seeds, a.eval_every, a.tag, a.datasets = 40, [0], 20, "quick", ["grid9"]
     torch.set_num_threads(a.threads)
-    out = HERE / "results" / a.tag
-    out.mkdir(parents=True, exist_ok=True)
+    out = study_dir(__file__, a)
     res = []
     for ds in a.datasets:
         for v in a.variants:
@@ -114,28 +107,25 @@ def main(argv=None):
                 for seed in a.seeds:
                     for pen in [m == "w" for m in a.methods]:
                         res.append(run_one(ds, v, mult, pen, seed, a))
-    (out / "runs.json").write_text(json.dumps({"args": vars(a), "runs": res}))
-    lines = [f"# w-GCN vs KL baseline, learning-rate stability ({a.tag})", "", f"args: {json.dumps(vars(a))}", "",
-             "| data | variant | lr | method | final MMD^2 (mean ± sd) | last-40% mean MMD^2 (mean ± sd) "
-             "| final / floor | last-40% / floor | best MMD^2 | floor | diverged |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    write_json(out / "runs.json", {"args": vars(a), "runs": res})
+    rows = []
     for ds in a.datasets:
         for v in a.variants:
             for mult in a.mults:
                 for pen in [m == "w" for m in a.methods]:
                     rs = [r for r in res if (r["dataset"], r["variant"], r["lr_mult"], r["penalty"]) == (ds, v, mult, pen)]
-                    def ms(key):
-                        ok = [r[key] for r in rs if r[key] == r[key]]
-                        return f"{st.mean(ok):.4f} ± {st.stdev(ok) if len(ok) > 1 else 0:.4f}" if ok else "nan"
-                    mean, late = ms("final_mmd2"), ms("late_mmd2")
                     def ratio(key):  # mean over seeds of (value / that seed's floor)
                         ok = [r[key] / r["floor"] for r in rs if r[key] == r[key]]
                         return f"{st.mean(ok):.1f}" if ok else "nan"
-                    lines.append(f"| {ds} | {v} | {mult:g}x ({a.base_lr * mult:g}) | {'w-' + v if pen else v + ' (KL)'} "
-                                 f"| {mean} | {late} | {ratio('final_mmd2')} | {ratio('late_mmd2')} "
-                                 f"| {st.mean(r['best_mmd2'] for r in rs):.4f} | "
-                                 f"{st.mean(r['floor'] for r in rs):.4f} | {sum(r['diverged'] is not None for r in rs)}/{len(rs)} |")
-    (out / "summary.md").write_text("\n".join(lines) + "\n")
+                    rows.append([ds, v, f"{mult:g}x ({a.base_lr * mult:g})", "w-" + v if pen else v + " (KL)",
+                                 mean_sd_text(r["final_mmd2"] for r in rs), mean_sd_text(r["late_mmd2"] for r in rs),
+                                 ratio("final_mmd2"), ratio("late_mmd2"), f"{st.mean(r['best_mmd2'] for r in rs):.4f}",
+                                 f"{st.mean(r['floor'] for r in rs):.4f}",
+                                 f"{sum(r['diverged'] is not None for r in rs)}/{len(rs)}"])
+    lines = write_markdown(out / "summary.md", f"# w-GCN vs KL baseline, learning-rate stability ({a.tag})",
+                           ["data", "variant", "lr", "method", "final MMD^2 (mean ± sd)",
+                            "last-40% mean MMD^2 (mean ± sd)", "final / floor", "last-40% / floor", "best MMD^2",
+                            "floor", "diverged"], rows, preamble=[f"args: {json.dumps(vars(a))}"])
     print("\n".join(lines))
 
 

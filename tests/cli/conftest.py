@@ -14,7 +14,7 @@ def _keep_threads():
     torch.set_num_threads(n)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def run2d(tmp_path_factory):
     """One finished OT-EBM run on ring8 with periodic figures, evaluations and checkpoints."""
     out = tmp_path_factory.mktemp("run2d") / "ot"

@@ -27,7 +27,7 @@ def test_quick_start_block_extraction():
     assert quick_start_block("# Install\n```python\nx()\n```\n") is None
 
 
-@pytest.mark.skipif(not README.is_file(), reason="README.md is not written yet (the lead writes it)")
+@pytest.mark.skipif(not README.is_file(), reason="README.md is not present in this checkout")
 def test_readme_quick_start_runs(tmp_path):
     code = quick_start_block(README.read_text())
     assert code is not None, "README.md has no ```python block under a 'Quick start' heading"

@@ -49,7 +49,7 @@ def _losses(path):
 
 
 def test_killed_run_resumes_to_identical_parameters_and_samples(tmp_path):
-    from ebmfast.trainers.base import load_checkpoint_files
+    from ebmfast.trainers import load_checkpoint_files
     ref, killed = tmp_path / "ref", tmp_path / "killed"
     ref_proc = _start([*RUN, "--out", ref], tmp_path)     # the uninterrupted run, side by side
     proc = _start([*RUN, "--out", killed], tmp_path)
@@ -113,7 +113,7 @@ DIVERGING = textwrap.dedent('''
     from dataclasses import dataclass
     import torch
     from torch import nn
-    from ebmfast.trainers.base import Trainer, TrainerConfig, param, register_trainer
+    from ebmfast.trainers import Trainer, TrainerConfig, param, register_trainer
 
     @dataclass
     class DivConfig(TrainerConfig):
@@ -208,7 +208,7 @@ def test_divergence_rollback_halves_step_sizes_and_finishes(tmp_path, capsys):
     assert [r["restored_iteration"] for r in cfg["rollbacks"]] == [4, 4]
     final = json.loads((out / "final.json").read_text())
     assert final["iterations"] == 8 and len(final["rollbacks"]) == 2
-    from ebmfast.trainers.base import load_checkpoint_files
+    from ebmfast.trainers import load_checkpoint_files
     _, state = load_checkpoint_files(out / "ckpt")
     assert state["optimizers"]["net"]["param_groups"][0]["lr"] == pytest.approx(0.1)
     its = [r["it"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "loss" in r]

@@ -16,10 +16,11 @@ import pytest
 import torch
 from torch import nn
 
-import ebmfast.trainers.base as base
+import ebmfast.core.io as core_io
+import ebmfast.trainers.checkpoint as checkpoint
 from _trainer_helpers import single_thread  # noqa: F401 (autouse fixture)
-from ebmfast.trainers.base import (DivergenceError, Trainer, TrainerConfig, get_trainer, latest_checkpoint, param,
-                                   register_trainer)
+from ebmfast.trainers import (DivergenceError, Trainer, TrainerConfig, get_trainer, latest_checkpoint, param,
+                              register_trainer)
 
 
 @dataclass
@@ -131,7 +132,7 @@ def test_crash_during_checkpoint_write_keeps_old(tmp_path, monkeypatch):
     with torch.no_grad():
         tr.net[0].weight.add_(1.0)  # state that the crashed saves try to write
 
-    real = base._atomic_write_bytes
+    real = checkpoint.atomic_write_bytes
     calls = {"n": 0}
 
     def crashing(path, data):
@@ -142,18 +143,18 @@ def test_crash_during_checkpoint_write_keeps_old(tmp_path, monkeypatch):
             raise OSError("simulated crash")
         return real(path, data)
 
-    monkeypatch.setattr(base, "_atomic_write_bytes", crashing)
+    monkeypatch.setattr(checkpoint, "atomic_write_bytes", crashing)
     with pytest.raises(OSError, match="simulated crash"):
         tr.save_checkpoint(tmp_path / "ckpt")
-    monkeypatch.setattr(base, "_atomic_write_bytes", real)
+    monkeypatch.setattr(checkpoint, "atomic_write_bytes", real)
     assert latest_checkpoint(tmp_path / "ckpt")["iteration"] == 8
     # crash before the commit point of a later save: latest still names a complete pair
     tr.iteration = 9
     calls["n"] = 0
-    monkeypatch.setattr(base, "_atomic_write_bytes", crashing)
+    monkeypatch.setattr(checkpoint, "atomic_write_bytes", crashing)
     with pytest.raises(OSError):
         tr.save_checkpoint(tmp_path / "ckpt")
-    monkeypatch.setattr(base, "_atomic_write_bytes", real)
+    monkeypatch.setattr(checkpoint, "atomic_write_bytes", real)
     fresh = _Toy(seed=0)
     assert fresh.load_checkpoint(tmp_path / "ckpt") == 8
     assert torch.equal(_params(fresh), good)  # the iteration-8 state, loaded intact
@@ -244,16 +245,16 @@ def test_atomic_write_never_leaves_a_partial_file(tmp_path, monkeypatch):
     def boom(src, dst):
         raise OSError("crash before rename")
 
-    monkeypatch.setattr(base.os, "replace", boom)
+    monkeypatch.setattr(core_io.os, "replace", boom)
     with pytest.raises(OSError, match="crash before rename"):
-        base._atomic_write_bytes(p, b'{"new": 2, "padding": "' + b"x" * 10000 + b'"}')
+        core_io.atomic_write_bytes(p, b'{"new": 2, "padding": "' + b"x" * 10000 + b'"}')
     assert p.read_bytes() == b'{"old": 1}'
 
 
 def test_crash_while_committing_latest_keeps_old(tmp_path, monkeypatch):
     tr = _Toy(seed=0)
     tr.fit(_data(), 4, out_dir=tmp_path)
-    real = base._atomic_write_bytes
+    real = checkpoint.atomic_write_bytes
 
     def crash_on_latest(path, data):
         if path.name == "latest.json":
@@ -261,10 +262,10 @@ def test_crash_while_committing_latest_keeps_old(tmp_path, monkeypatch):
         return real(path, data)
 
     tr.iteration = 5
-    monkeypatch.setattr(base, "_atomic_write_bytes", crash_on_latest)
+    monkeypatch.setattr(checkpoint, "atomic_write_bytes", crash_on_latest)
     with pytest.raises(OSError, match="crash at commit"):
         tr.save_checkpoint(tmp_path / "ckpt")
-    monkeypatch.setattr(base, "_atomic_write_bytes", real)
+    monkeypatch.setattr(checkpoint, "atomic_write_bytes", real)
     assert _Toy(seed=0).load_checkpoint(tmp_path / "ckpt") == 4
     # the orphaned pair is cleaned up by the next successful save
     tr.save_checkpoint(tmp_path / "ckpt")
