@@ -35,6 +35,7 @@ from torch import Tensor
 from ..core import energy_values
 
 __all__ = [
+    "FIXED_STEP_METHODS",
     "energy_values",
     "energy_grad",
     "grad_and_hessian_trace",
@@ -45,7 +46,7 @@ __all__ = [
 
 EnergyFn = Callable[[Tensor], Tensor]
 
-_FIXED_STEP = {"euler", "midpoint", "rk4", "explicit_adams", "implicit_adams", "fixed_adams", "heun2", "heun3"}
+FIXED_STEP_METHODS = {"euler", "midpoint", "rk4", "explicit_adams", "implicit_adams", "fixed_adams", "heun2", "heun3"}
 
 
 # ----------------------------------------------------------------- helpers
@@ -151,7 +152,7 @@ def _check_solver(T: float, method: str, n_steps: Optional[int], max_num_steps: 
     from torchdiffeq._impl.odeint import SOLVERS
     if method not in SOLVERS:
         raise ValueError(f"method must be a torchdiffeq solver, one of {sorted(SOLVERS)}; got {method!r}")
-    if method in _FIXED_STEP:
+    if method in FIXED_STEP_METHODS:
         if n_steps is None or isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
             raise ValueError(f"fixed-step method {method!r} needs n_steps (int >= 1), got {n_steps!r}")
         return {"step_size": float(T) / n_steps}

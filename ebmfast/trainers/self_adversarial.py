@@ -42,7 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from ..core import as_batch_energy
-from ..flows.likelihood import _FIXED_STEP, flow_log_likelihood, gradient_flow
+from ..flows.likelihood import FIXED_STEP_METHODS, flow_log_likelihood, gradient_flow
 from .base import Trainer
 from .config import TrainerConfig, param
 
@@ -287,7 +287,7 @@ class SelfAdversarialTrainer(Trainer):
         c = self.config
         if c.sampler == "ode":
             return gradient_flow(self.energy, x0, c.ode_T, method=c.ode_method, rtol=c.ode_rtol,
-                                 atol=c.ode_atol, n_steps=c.n_steps if c.ode_method in _FIXED_STEP else None,
+                                 atol=c.ode_atol, n_steps=c.n_steps if c.ode_method in FIXED_STEP_METHODS else None,
                                  create_graph=create_graph)
         return sampling_chain(self.energy, x0, c.n_steps, c.eta, noise_scale=c.effective_noise,
                               create_graph=create_graph, clamp=c.clamp, backend=self.backend)

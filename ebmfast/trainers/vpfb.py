@@ -366,7 +366,7 @@ class VPFBTrainer(Trainer):
         """
         from torchdiffeq import odeint
 
-        from ..flows.likelihood import _FIXED_STEP
+        from ..flows.likelihood import FIXED_STEP_METHODS
 
         c = self.config
         method = c.ode_method if method is None else method
@@ -374,7 +374,7 @@ class VPFBTrainer(Trainer):
         x = torch.randn(n, *self.event_shape, device=self.device, dtype=self.dtype) if x0 is None else x0
         t1 = c.t_max if c.scaling == "calibrated" else c.t_end
         ts = torch.linspace(0.0, t1, n_steps + 1 if return_trajectory else 2, dtype=self.dtype, device=self.device)
-        opts = {"step_size": t1 / n_steps} if method in _FIXED_STEP else None
+        opts = {"step_size": t1 / n_steps} if method in FIXED_STEP_METHODS else None
         traj = odeint(lambda t, y: self.velocity(y, float(t)), x, ts, method=method, options=opts)
         xT = traj[-1]
         if c.scaling == "calibrated":
