@@ -35,7 +35,7 @@
 #include "mlp_smem_net.cuh"
 
 // `kernel<<<grid, block, smem, stream>>>` behind a macro so that tests/ops/test_mlp_cuda_emulated.py
-// can compile this file with g++ and run the kernels on CPU threads (no GPU in CI).
+// can compile this file with g++ and run the kernels on CPU threads.
 #ifndef EBMFAST_LAUNCH
 #define EBMFAST_LAUNCH(kernel, grid, block, smem, stream) kernel<<<grid, block, smem, stream>>>
 #endif

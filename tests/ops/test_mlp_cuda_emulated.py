@@ -197,3 +197,37 @@ def test_plan_limit_counts_static_shared_memory(harness, tmp_path):
     too_much_static = _run(harness, tmp_path, "eg", x, ws, bs, 2, 0.07, torch.float64,
                            device=dict(smem_optin=232448, sm_count=132, static_smem=budget + 16), save=0)
     assert too_much_static["rc"] == -5
+
+
+def _plan_op_available() -> bool:
+    from ebmfast.ops import _cuda_plan
+
+    return _cuda_plan._extension_reason() is None
+
+
+@pytest.mark.skipif(not _plan_op_available(), reason="needs the compiled extension (ebmfast::mlp_cuda_plan)")
+@pytest.mark.parametrize("kernel", ["forward", "chain"])
+@pytest.mark.parametrize("case", [(3, (32, 17), 40, H100_FEW_SMS), (3, (32, 17), 40, H100), (19, (128, 40), 5000, H100),
+                                  (4, (64, 64, 50), 45, dict(smem_optin=50_000, sm_count=1)),
+                                  (128, (128, 128), 3, dict(smem_optin=100_000, sm_count=1))],
+                         ids=lambda c: f"D{c[0]}-h{'x'.join(map(str, c[1]))}-B{c[2]}-sm{c[3]['sm_count']}")
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+def test_extension_reports_the_kernels_plan(harness, tmp_path, kernel, case, dtype):
+    """What Python learns from ebmfast::mlp_cuda_plan is the plan the launch takes on the same device."""
+    d, widths, b, device = case
+    elem = 8 if dtype == torch.float64 else 4
+    hp = next(h for h in (32, 64, 128) if max(widths) <= h)
+    cfg = dict(mode="eg" if kernel == "forward" else "chain", dtype="f64" if elem == 8 else "f32", B=b, D=d,
+               NH=len(widths), HP=hp, act=2, plan_only=1, **{f"w{i}": w for i, w in enumerate(widths)}, **device)
+    (tmp_path / "config.txt").write_text("".join(f"{k} {v}\n" for k, v in cfg.items()))
+    res = subprocess.run([str(harness), str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rc, rb, resident, smem, n_blocks = (int(v) for v in (tmp_path / "plan.txt").read_text().split())
+    got = [int(v) for v in torch.ops.ebmfast.mlp_cuda_plan(d, list(widths), b, elem, kernel, device["smem_optin"],
+                                                            device.get("smem_per_sm", 233472), device["sm_count"])]
+    assert got[0] == rc
+    if rc == 0:
+        assert (got[1], got[2], bool(got[3]), got[5], got[8]) == (8 * rb, rb, bool(resident), smem, n_blocks)
+        assert got[5] + got[6] <= device["smem_optin"]
+    else:
+        assert rc == -3 and got[7] > device["smem_optin"]

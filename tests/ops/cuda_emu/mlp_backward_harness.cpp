@@ -41,6 +41,7 @@ int main(int argc, char** argv) {
     for (int64_t l = 0; l <= net.NH; ++l) f << " " << ebmfast::mlp_backward_offset(net, l);
     f << "\n";
   }
+  if (cfg.kv.count("plan_only")) return 0;  // the plan alone (no inputs needed)
   int rc = prc;
   std::vector<char> gx(net.B * net.D * es), partial(prc == 0 ? plan.n_blocks * plan.width * es : 0);
   // poison the outputs: the kernel must write every element itself

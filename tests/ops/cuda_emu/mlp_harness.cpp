@@ -36,6 +36,7 @@ int main(int argc, char** argv) {
     std::ofstream(dir + "/plan.txt") << plan.rc << " " << plan.rb << " " << int(plan.resident) << " " << plan.smem
                                      << " " << plan.n_blocks << "\n";
   }
+  if (cfg.kv.count("plan_only")) return 0;  // the plan alone (no inputs needed)
   int rc = 0;
   if (cfg.S("mode") == "eg") {
     int64_t S = 0;
