@@ -48,6 +48,9 @@ def _ext_modules():
     with_cuda = not _flag("EBMFAST_NO_CUDA") and (
         _flag("FORCE_CUDA") or (torch.cuda.is_available() and CUDA_HOME is not None)
     ) and torch.version.cuda is not None
+    if _flag("FORCE_CUDA") and torch.version.cuda is None:
+        print(f"ebmfast: FORCE_CUDA=1 but torch {torch.__version__} is a CPU build: building the CPU kernels only",
+              file=sys.stderr)
     if with_cuda:
         _default_cuda_arch_list(torch)
     csrc = "csrc"

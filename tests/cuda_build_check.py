@@ -6,7 +6,8 @@ Run from the checkout that holds the built ebmfast/_C*.so (`python setup.py buil
 with FORCE_CUDA=1), with the CUDA build of torch it was built against. Checks: the extension
 loads and says it has CUDA kernels; every op with a CUDA kernel is registered for the CUDA
 dispatch key (and its CPU kernel for CPU); the launch-plan ops answer; with --archs, the shared
-object holds device code for exactly those architectures (cuobjdump from the toolkit). Prints
+object holds device code for exactly those architectures (cuobjdump, or the fat binary headers
+read directly when the toolkit has no cuobjdump). Prints
 one line per check and exits 1 if any fails.
 """
 from __future__ import annotations
@@ -26,16 +27,44 @@ CPU_OPS = CUDA_OPS + ["mlp_grad_norm_penalty", "mlp_grad_norm_penalty_backward"]
 H100 = dict(smem_optin=232448, smem_per_sm=233472, sm_count=132)
 
 
-def _cubin_archs(so: str) -> set[str] | None:
-    """sm_XX of every device ELF in the shared object, or None without cuobjdump."""
+FATBIN_MAGIC = 0xBA55ED50  # the CUDA fat binary container nvcc embeds in host objects
+
+
+def _fatbin_archs(data: bytes) -> set[str]:
+    """sm_XX of the device code (ELF) entries of every fat binary in `data`. Layout: a 16-byte header
+    (magic u32, version u16, header size u16, entries size u64), then entries, each a header (kind
+    u16: 1 PTX, 2 ELF; u16; header size u32; payload size u64; ...; arch u32 at byte 28) and payload."""
+    archs, start = set(), data.find(FATBIN_MAGIC.to_bytes(4, "little"))
+    while start >= 0:
+        hsize = int.from_bytes(data[start + 6:start + 8], "little")
+        total = int.from_bytes(data[start + 8:start + 16], "little")
+        pos, end = start + hsize, min(start + hsize + total, len(data))
+        while hsize == 16 and pos + 32 <= end:
+            kind = int.from_bytes(data[pos:pos + 2], "little")
+            ehsize = int.from_bytes(data[pos + 4:pos + 8], "little")
+            size = int.from_bytes(data[pos + 8:pos + 16], "little")
+            arch = int.from_bytes(data[pos + 28:pos + 32], "little")
+            if ehsize < 32 or kind not in (1, 2):
+                break
+            if kind == 2:
+                archs.add(f"sm_{arch}")
+            pos += ehsize + size
+        start = data.find(FATBIN_MAGIC.to_bytes(4, "little"), start + 4)
+    return archs
+
+
+def _cubin_archs(so: str) -> set[str]:
+    """sm_XX of every device ELF in the shared object: cuobjdump when the toolkit has it, else the
+    fat binary headers read directly."""
     tool = shutil.which("cuobjdump")
     if tool is None and os.environ.get("CUDA_HOME"):
         cand = os.path.join(os.environ["CUDA_HOME"], "bin", "cuobjdump")
         tool = cand if os.path.exists(cand) else None
-    if tool is None:
-        return None
-    out = subprocess.run([tool, "--list-elf", so], capture_output=True, text=True, timeout=300)
-    return set(re.findall(r"\.(sm_\d+a?)\.", out.stdout))
+    if tool is not None:
+        out = subprocess.run([tool, "--list-elf", so], capture_output=True, text=True, timeout=300)
+        return set(re.findall(r"\.(sm_\d+a?)\.", out.stdout))
+    with open(so, "rb") as f:
+        return _fatbin_archs(f.read())
 
 
 def main() -> int:
@@ -79,7 +108,7 @@ def main() -> int:
         want = {"sm_" + a.strip().replace(".", "") for a in re.split(r"[;\s]+", args.archs) if a.strip()}
         got = _cubin_archs(sos[0]) if sos else None
         if got is None:
-            check("device code architectures", False, "no built _C*.so" if not sos else "cuobjdump not found")
+            check("device code architectures", False, "no built _C*.so")
         else:
             check("device code architectures", got == want, f"want {sorted(want)}, found {sorted(got)}")
     print(f"{sum(results)} of {len(results)} checks passed")
