@@ -94,7 +94,8 @@ def main() -> int:
     check("extension built with CUDA", info.get("cuda", False), str(info))
     for key, ops in (("CUDA", CUDA_OPS), ("CPU", CPU_OPS)):
         for op in ops:
-            ok = hasattr(torch.ops.ebmfast, op) and torch._C._dispatch_has_kernel_for_dispatch_key(f"ebmfast::{op}", key)
+            ok = hasattr(torch.ops.ebmfast, op) and \
+                torch._C._dispatch_has_kernel_for_dispatch_key(f"ebmfast::{op}", key)
             check(f"ebmfast::{op} has a {key} kernel", bool(ok))
     try:
         plan = list(torch.ops.ebmfast.mlp_cuda_plan(3, [32, 17], 5000, 4, "chain", H100["smem_optin"],

@@ -80,7 +80,8 @@ struct RestartLanes {
 };
 
 struct Block {
-  explicit Block(int threads) : n_warps(threads / 32), all(threads, RestartLanes{this, -1}), turn(new std::atomic<int>[threads / 32]) {
+  explicit Block(int threads)
+      : n_warps(threads / 32), all(threads, RestartLanes{this, -1}), turn(new std::atomic<int>[threads / 32]) {
     for (int w = 0; w < n_warps; ++w) {
       warp.push_back(std::make_unique<std::barrier<RestartLanes>>(32, RestartLanes{this, w}));
       turn[w].store(first_lane());
