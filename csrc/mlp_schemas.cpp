@@ -1,4 +1,4 @@
-// Op schemas of the fused MLP energy (issue #3). Kernels: cpu/mlp_energy.cpp (CPU); the
+// Op schemas of the fused MLP energy. Kernels: cpu/mlp_energy.cpp (CPU); the
 // Python references, fake kernels and autograd live in ebmfast/ops/mlp_energy.py.
 //
 // The MLP: weights = [W_1 [w_1, D], ..., W_H [w_H, w_{H-1}], W_out [1, w_H]] (nn.Linear

@@ -64,15 +64,30 @@ def _cuda_include_dir():
 @pytest.mark.skipif(GXX is None or _cuda_include_dir() is None, reason="needs g++ and the CUDA toolkit headers")
 @pytest.mark.parametrize("cpp", CPP_FILES, ids=lambda p: p.name)
 def test_cuda_launchers_typecheck(cpp: Path):
-    """g++ -fsyntax-only on each launcher against the CPU torch's headers (which include the
-    ATen CUDA headers) and the toolkit's: catches errors in the code that only a CUDA build
-    compiles. tests/cuda_stubs/ stands in for the cuBLAS/cuSOLVER/cuSPARSE handle types (their
-    headers are not in the base toolkit) and c10's generated CUDA cmake macros."""
+    """g++ -fsyntax-only on each launcher against the CPU torch's headers (which include c10's CUDA
+    headers) and the toolkit's: catches errors in the code that only a CUDA build compiles.
+    C10_CUDA_NO_CMAKE_CONFIGURE_FILE: c10's build-generated CUDA macros header exists only in CUDA
+    builds of torch, and nothing the launchers use needs it."""
     from torch.utils.cpp_extension import include_paths
 
-    cmd = [GXX, "-std=c++20", "-fsyntax-only", "-I", str(ROOT / "tests" / "cuda_stubs")]
+    cmd = [GXX, "-std=c++20", "-fsyntax-only", "-DC10_CUDA_NO_CMAKE_CONFIGURE_FILE"]
     cmd += [f"-I{p}" for p in include_paths()]
     cmd += ["-I", str(_cuda_include_dir()), "-I", str(ROOT / "csrc" / "include"), "-I", str(ROOT / "csrc" / "cuda"),
             str(cpp)]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, f"{cpp.name} does not type-check:\n{res.stderr[-4000:]}"
+
+
+# headers that pull in cuBLAS / cuSPARSE / cuSOLVER, which a minimal CUDA toolkit does not ship
+HEAVY_INCLUDES = ("ATen/cuda/", "cublas", "cusparse", "cusolver")
+
+
+@pytest.mark.parametrize("src", CPP_FILES + CU_FILES + sorted((ROOT / "csrc" / "cuda").glob("*.h*")),
+                         ids=lambda p: p.name)
+def test_cuda_sources_need_only_the_base_toolkit(src: Path):
+    """The launchers take the stream and device guard from c10/cuda (CUDAStream.h, CUDAGuard.h), so
+    the extension builds against a toolkit without the cuBLAS/cuSPARSE/cuSOLVER headers that
+    ATen/cuda/CUDAContext.h includes."""
+    bad = [line.strip() for line in src.read_text().splitlines()
+           if line.lstrip().startswith("#include") and any(h in line for h in HEAVY_INCLUDES)]
+    assert not bad, f"{src.name} includes {bad}"

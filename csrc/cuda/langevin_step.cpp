@@ -1,12 +1,12 @@
 // CUDA launcher of the fused Langevin step: checks, row norms, stream; the math is
 // in langevin_step_kernel.cu (raw pointers).
 #include <ATen/core/Tensor.h>
-#include <ATen/cuda/CUDAContext.h>
 #include <ATen/ops/empty_like.h>
 #include <ATen/ops/full_like.h>
 #include <ATen/ops/linalg_vector_norm.h>
 #include <ATen/ops/zeros_like.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
 #include "langevin_step_kernel.cuh"
@@ -27,15 +27,21 @@ DType to_dtype(at::ScalarType t) {
 void run(const at::Tensor& x, const at::Tensor& grad, const c10::optional<at::Tensor>& noise, at::Tensor& out,
          double step_size, double noise_scale, int64_t seed, int64_t offset, c10::optional<double> lo,
          c10::optional<double> hi, int64_t clip_mode, double clip_value) {
-  TORCH_CHECK(x.is_cuda() && grad.is_cuda(), "ebmfast.langevin_step (cuda): x and grad must be CUDA tensors");
+  TORCH_CHECK(x.is_cuda(), "ebmfast.langevin_step (cuda): x must be a CUDA tensor, got device ", x.device());
+  TORCH_CHECK(grad.device() == x.device(), "ebmfast.langevin_step (cuda): grad must be on x's device ", x.device(),
+              ", got ", grad.device());
   TORCH_CHECK(x.sizes() == grad.sizes() && x.scalar_type() == grad.scalar_type(),
-              "ebmfast.langevin_step: grad must match x in shape and dtype");
+              "ebmfast.langevin_step: grad must match x in shape and dtype, got ", grad.sizes(), " ",
+              grad.scalar_type(), " for x ", x.sizes(), " ", x.scalar_type());
   TORCH_CHECK(x.is_contiguous() && grad.is_contiguous(), "ebmfast.langevin_step: x and grad must be contiguous");
-  TORCH_CHECK(clip_mode >= 0 && clip_mode <= 2, "ebmfast.langevin_step: clip_mode must be 0, 1 or 2");
-  if (noise.has_value())
-    TORCH_CHECK(noise->sizes() == x.sizes() && noise->scalar_type() == x.scalar_type() && noise->is_contiguous() &&
-                    noise->device() == x.device(),
-                "ebmfast.langevin_step: noise must be contiguous and match x");
+  TORCH_CHECK(clip_mode >= 0 && clip_mode <= 2, "ebmfast.langevin_step: clip_mode must be 0, 1 or 2, got ", clip_mode);
+  if (noise.has_value()) {
+    TORCH_CHECK(noise->device() == x.device(), "ebmfast.langevin_step (cuda): noise must be on x's device ",
+                x.device(), ", got ", noise->device());
+    TORCH_CHECK(noise->sizes() == x.sizes() && noise->scalar_type() == x.scalar_type() && noise->is_contiguous(),
+                "ebmfast.langevin_step: noise must be a contiguous tensor of x's shape and dtype, got ",
+                noise->sizes(), " ", noise->scalar_type());
+  }
   c10::cuda::CUDAGuard guard(x.device());
   const int64_t n = x.numel();
   int64_t row_size = 1;
@@ -52,7 +58,7 @@ void run(const at::Tensor& x, const at::Tensor& grad, const c10::optional<at::Te
   const int err = langevin_step_cuda_launch(
       to_dtype(x.scalar_type()), x.const_data_ptr(), grad.const_data_ptr(),
       noise.has_value() ? noise->const_data_ptr() : nullptr, out.mutable_data_ptr(),
-      scale.defined() ? scale.const_data_ptr() : nullptr, n, row_size, p, at::cuda::getCurrentCUDAStream().stream());
+      scale.defined() ? scale.const_data_ptr() : nullptr, n, row_size, p, c10::cuda::getCurrentCUDAStream().stream());
   TORCH_CHECK(err == 0, "ebmfast.langevin_step: CUDA launch failed with error ", err);
 }
 

@@ -8,12 +8,12 @@
 // forward) or the [B, 2 * sum(w_l)] tensor of mlp_energy_grad(save=True), as on the CPU.
 // Deterministic: no atomics; the weight gradients are a fixed-order sum over per-block rows.
 #include <ATen/core/Tensor.h>
-#include <ATen/cuda/CUDAContext.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
 #include <ATen/ops/sum.h>
 #include <ATen/ops/zeros.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -58,7 +58,7 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>> mlp_ene
   const DType dt = mlp_dtype(op, x.scalar_type());
   c10::cuda::CUDAGuard guard(x.device());
 
-  MLPBackwardPlan plan;
+  MLPCudaPlan plan;
   check_mlp_launch(op, kFallback, mlp_backward_cuda_plan(dt, net, &plan), kSmemDetail);
   at::Tensor gx = at::empty_like(x);
   at::Tensor acc;
@@ -72,7 +72,7 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>> mlp_ene
         dt, x.const_data_ptr(), params.const_data_ptr(), use_saved ? saved_in.const_data_ptr() : nullptr,
         grad_e.const_data_ptr(), grad_g.const_data_ptr(), gx.mutable_data_ptr(), partial.mutable_data_ptr(),
         plan.scratch_per_block > 0 ? scratch.mutable_data_ptr() : nullptr, net, plan,
-        at::cuda::getCurrentCUDAStream().stream()),
+        c10::cuda::getCurrentCUDAStream().stream()),
                      kSmemDetail);
     acc = partial.sum(0);  // deterministic reduction over the blocks
   } else {

@@ -52,8 +52,8 @@
 namespace ebmfast {
 namespace {
 
-constexpr int kBThreads = 256;
-constexpr int kBWarps = kBThreads / 32;
+constexpr int kBThreads = kMLPCudaThreads;
+constexpr int kBWarps = kMLPCudaWarps;
 constexpr int kBMaxNH = kMLPCudaMaxHidden;
 constexpr int kOuterMI = 4;  // input units per warp in the weight-gradient register block
 
@@ -69,39 +69,6 @@ struct BDesc {
   int64_t width;               // partial row length
   int64_t poff[kBMaxNH + 1];   // mlp_backward_offset(net, l)
 };
-
-// Shared-memory layout, in elements of T (host and device agree through this function).
-struct BLayout {
-  int64_t w1, wh, bias, wout, xs, vs, ge, a, g, work, total;
-};
-
-using mlp_smem::ld_first;
-
-__host__ __device__ inline BLayout make_bwd_layout(int64_t D, int64_t NH, int64_t HP, int64_t RB, bool resident,
-                                                   bool state_smem) {
-  BLayout L{};
-  const int64_t bb = kBWarps * RB;
-  const mlp_smem::WeightOffsets W = mlp_smem::weight_offsets(D, NH, HP, resident);
-  L.w1 = W.w1;
-  L.wh = W.wh;
-  L.bias = W.bias;
-  L.wout = W.wout;
-  int64_t o = W.end;
-  L.xs = o;
-  o += bb * D;
-  L.vs = o;
-  o += bb * D;
-  L.ge = o;
-  o += bb;
-  L.a = o;
-  o += state_smem ? NH * bb * HP : 0;
-  L.g = o;
-  o += state_smem ? NH * bb * HP : 0;
-  L.work = o;
-  o += 3 * bb * HP;
-  L.total = o;
-  return L;
-}
 
 using mlp_smem::SmemNet;
 
@@ -188,7 +155,7 @@ __global__ void __launch_bounds__(kBThreads) mlp_backward_kernel(const T* __rest
   constexpr int CB = HP / 32, BB = kBWarps * RB, LDH = HP + 1, TILE = BB * HP;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* smem = reinterpret_cast<T*>(smem_raw);
-  const BLayout L = make_bwd_layout(kd.D, kd.NH, HP, RB, kd.resident, kd.state_smem);
+  const MLPBwdLayout L = mlp_bwd_layout(kd.D, kd.NH, HP, RB, kd.resident, kd.state_smem);
   const SmemNet<T> net = mlp_smem::load_net<T, HP, kBThreads>(smem, L, params, kd);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int64_t B = kd.B;
@@ -408,62 +375,10 @@ __global__ void __launch_bounds__(kBThreads) mlp_backward_kernel(const T* __rest
 
 // ------------------------------------------------------------------------------ host side
 bool valid_net(const MLPNetDesc& net) {
-  return net.D >= 1 && net.D <= kMLPCudaMaxD && net.NH >= 1 && net.NH <= kBMaxNH && net.B >= 0 &&
-         (net.HP == 32 || net.HP == 64 || net.HP == 128) && net.act >= 0 && net.act < kNumMLPActs;
+  return mlp_cuda_shape_ok(net.D, net.NH, net.HP, net.B) && net.act >= 0 && net.act < kNumMLPActs;
 }
 
-// Rows per warp: 4 (float) / 2 (double) when the tile count still gives every SM a block, else
-// 1. Then the first that fits in shared memory of: resident weights and tile state (a_l, g_l)
-// in shared memory; resident weights, state in global scratch; staged weights, state in shared
-// memory; staged weights, state in global. (The state is ~2 NH BB HP elements per pass; staging
-// reloads NH - 1 HP x HP matrices per pass, so global state is the cheaper concession.)
-// Grid: as many blocks as fit on the device at once (by shared memory, at most 2 per SM), at most
-// one per tile, and a partial-sum buffer of at most 256 MiB.
-int plan_impl(size_t elem, const MLPNetDesc& net, MLPBackwardPlan* plan) {
-  int dev = 0, max_smem = 0, sms = 1, smem_sm = 0;
-  cudaError_t err = cudaGetDevice(&dev);
-  if (err == cudaSuccess) err = cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
-  if (err == cudaSuccess) err = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-  if (err == cudaSuccess) err = cudaDeviceGetAttribute(&smem_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev);
-  if (err != cudaSuccess) return static_cast<int>(err);
-  const int big = elem == 8 ? 2 : 4;
-  int order[2] = {big, 1};
-  if ((net.B + kBWarps * big - 1) / (kBWarps * big) < sms) {
-    order[0] = 1;
-    order[1] = big;
-  }
-  const int64_t width = mlp_backward_partial_width(net);
-  constexpr bool kChoices[4][2] = {{true, true}, {true, false}, {false, true}, {false, false}};  // resident, state
-  for (int rb : order) {
-    for (const auto& ch : kChoices) {
-      const bool resident = ch[0], state_smem = ch[1];
-      const size_t bytes =
-          static_cast<size_t>(make_bwd_layout(net.D, net.NH, net.HP, rb, resident, state_smem).total) * elem;
-      if (bytes > static_cast<size_t>(max_smem)) continue;
-      const int64_t n_tiles = (net.B + kBWarps * rb - 1) / (kBWarps * rb);
-      int64_t per_sm = static_cast<int64_t>(smem_sm) / static_cast<int64_t>(bytes + 1024);
-      // at most 2: ptxas gives these kernels up to 128 registers a thread, half an SM's file per block
-      per_sm = per_sm < 1 ? 1 : (per_sm > 2 ? 2 : per_sm);
-      int64_t blocks = static_cast<int64_t>(sms) * per_sm;
-      const int64_t cap = (int64_t{256} << 20) / (width * static_cast<int64_t>(elem));
-      if (blocks > cap) blocks = cap < 1 ? 1 : cap;
-      if (blocks > n_tiles) blocks = n_tiles;
-      MLPBackwardPlan p;
-      p.rb = rb;
-      p.resident = resident;
-      p.state_in_smem = state_smem;
-      p.smem = bytes;
-      p.n_blocks = blocks;
-      p.width = width;
-      p.scratch_per_block = state_smem ? 0 : 2 * net.NH * kBWarps * rb * net.HP;
-      *plan = p;
-      return 0;
-    }
-  }
-  return kMLPErrSmem;
-}
-
-BDesc make_bdesc(const MLPNetDesc& net, const MLPBackwardPlan& plan, bool has_saved) {
+BDesc make_bdesc(const MLPNetDesc& net, const MLPCudaPlan& plan, bool has_saved) {
   BDesc kd{};
   kd.B = net.B;
   kd.D = net.D;
@@ -484,7 +399,7 @@ template <typename T, int HP, int RB>
 int launch_backward(const void* x, const void* params, const void* saved, const void* ge, const void* gg, void* gx,
                     void* partial, void* scratch, const BDesc& kd, size_t smem, cudaStream_t stream) {
   auto kernel = mlp_backward_kernel<T, HP, RB>;
-  if (int err = mlp_smem::allow_smem(kernel, smem)) return err;
+  if (int err = mlp_smem::prepare_kernel(kernel, smem)) return err;
   EBMFAST_LAUNCH(kernel, static_cast<unsigned>(kd.n_blocks), kBThreads, smem, stream)(
       static_cast<const T*>(x), static_cast<const T*>(params), static_cast<const T*>(saved),
       static_cast<const T*>(ge), static_cast<const T*>(gg), static_cast<T*>(gx), static_cast<T*>(partial),
@@ -497,14 +412,15 @@ using IC = std::integral_constant<int, V>;
 
 template <typename T>
 int backward_typed(const void* x, const void* params, const void* saved, const void* ge, const void* gg, void* gx,
-                   void* partial, void* scratch, const MLPNetDesc& net, const MLPBackwardPlan& plan,
+                   void* partial, void* scratch, const MLPNetDesc& net, const MLPCudaPlan& plan,
                    cudaStream_t stream) {
   constexpr int kBig = sizeof(T) == 8 ? 2 : 4;
   if (plan.rb != 1 && plan.rb != kBig) return kMLPErrShape;
   const BDesc kd = make_bdesc(net, plan, saved != nullptr);
   auto go = [&](auto hp, auto rb) {
     return launch_backward<T, decltype(hp)::value, decltype(rb)::value>(x, params, saved, ge, gg, gx, partial,
-                                                                         scratch, kd, plan.smem, stream);
+                                                                         scratch, kd,
+                                                                         static_cast<size_t>(plan.smem), stream);
   };
   const bool one = plan.rb == 1;
   switch (net.HP) {
@@ -517,20 +433,21 @@ int backward_typed(const void* x, const void* params, const void* saved, const v
 
 }  // namespace
 
-int mlp_backward_cuda_plan(DType dtype, const MLPNetDesc& net, MLPBackwardPlan* plan) {
+int mlp_backward_cuda_plan(DType dtype, const MLPNetDesc& net, MLPCudaPlan* plan) {
   if (!valid_net(net)) return kMLPErrShape;
-  *plan = MLPBackwardPlan{};
+  if (dtype != DType::kFloat32 && dtype != DType::kFloat64) return kMLPErrDType;
+  *plan = MLPCudaPlan{};
   plan->width = mlp_backward_partial_width(net);
-  switch (dtype) {
-    case DType::kFloat32: return net.B == 0 ? 0 : plan_impl(sizeof(float), net, plan);
-    case DType::kFloat64: return net.B == 0 ? 0 : plan_impl(sizeof(double), net, plan);
-    default: return kMLPErrDType;
-  }
+  if (net.B == 0) return 0;  // nothing to launch
+  MLPCudaDevice dev;
+  if (int err = mlp_smem::current_device(&dev)) return err;
+  *plan = mlp_cuda_plan(MLPKernel::kBackward, net.D, net.NH, net.HP, net.B, dtype == DType::kFloat64 ? 8 : 4, dev);
+  return plan->rc;
 }
 
 int mlp_energy_grad_backward_cuda_launch(DType dtype, const void* x, const void* params, const void* saved,
                                          const void* grad_e, const void* grad_g, void* grad_x, void* partial,
-                                         void* scratch, const MLPNetDesc& net, const MLPBackwardPlan& plan,
+                                         void* scratch, const MLPNetDesc& net, const MLPCudaPlan& plan,
                                          void* stream) {
   if (!valid_net(net)) return kMLPErrShape;
   if (net.B == 0) return 0;

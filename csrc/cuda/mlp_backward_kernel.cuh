@@ -17,37 +17,25 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "mlp_energy_kernel.cuh"  // DType, MLPNetDesc, kMLPCudaMaxHidden, kMLPCudaMaxD, MLPCudaError
+#include "mlp_energy_kernel.cuh"  // DType, MLPNetDesc, include/ebmfast/mlp_cuda_plan.h
 
 namespace ebmfast {
 
 // Offset of layer l's block (dW_l^T, then db_l) in a partial row; l == NH: dw_out (db_out at + HP).
 inline int64_t mlp_backward_offset(const MLPNetDesc& net, int64_t l) {
-  int64_t o = 0;
-  for (int64_t k = 0; k < l && k < net.NH; ++k) o += ((k == 0 ? net.D : net.HP) + 1) * net.HP;
-  return o;
+  return mlp_backward_offset(net.D, net.NH, net.HP, l);
 }
 
 // Length of one partial row.
 inline int64_t mlp_backward_partial_width(const MLPNetDesc& net) {
-  return mlp_backward_offset(net, net.NH) + net.HP + 1;
+  return mlp_backward_partial_width(net.D, net.NH, net.HP);
 }
 
-// Launch configuration, chosen for the current device by mlp_backward_cuda_plan.
-struct MLPBackwardPlan {
-  int rb = 0;                      // particle rows per warp (a block takes a tile of 8 * rb particles)
-  bool resident = false;           // every hidden matrix in shared memory (else one staged at a time)
-  bool state_in_smem = false;      // the tile's a_l, g_l in shared memory (else in `scratch`)
-  size_t smem = 0;                 // dynamic shared memory per block, bytes
-  int64_t n_blocks = 0;            // grid size = rows of the partial-sum buffer (0 when B == 0)
-  int64_t width = 0;               // = mlp_backward_partial_width(net)
-  int64_t scratch_per_block = 0;   // elements of global scratch per block (0 when state_in_smem)
-};
-
-// Fills *plan for this network on the current device. Returns 0, a cudaError_t value, or an
-// MLPCudaError (kMLPErrShape: unsupported net, kMLPErrSmem: does not fit in shared memory,
-// kMLPErrDType: not float32/float64).
-int mlp_backward_cuda_plan(DType dtype, const MLPNetDesc& net, MLPBackwardPlan* plan);
+// Fills *plan (include/ebmfast/mlp_cuda_plan.h, kernel kBackward) for this network on the current
+// device: rb, resident, state_in_smem, smem, n_blocks (0 when B == 0), width, scratch_per_block.
+// Returns 0, a cudaError_t value, or an MLPCudaError (kMLPErrShape: unsupported net, kMLPErrSmem:
+// does not fit in shared memory, kMLPErrDType: not float32/float64).
+int mlp_backward_cuda_plan(DType dtype, const MLPNetDesc& net, MLPCudaPlan* plan);
 
 // grad_x [B, D] and partial [plan.n_blocks, plan.width] (every entry written; no zeroing needed)
 // for x [B, D], params (packed), grad_e [B], grad_g [B, D]. saved: nullptr (the forward is
@@ -57,7 +45,7 @@ int mlp_backward_cuda_plan(DType dtype, const MLPNetDesc& net, MLPBackwardPlan* 
 // pointers of `dtype`.
 int mlp_energy_grad_backward_cuda_launch(DType dtype, const void* x, const void* params, const void* saved,
                                          const void* grad_e, const void* grad_g, void* grad_x, void* partial,
-                                         void* scratch, const MLPNetDesc& net, const MLPBackwardPlan& plan,
+                                         void* scratch, const MLPNetDesc& net, const MLPCudaPlan& plan,
                                          void* stream);
 
 }  // namespace ebmfast

@@ -5,12 +5,12 @@
 // raise here, and ebmfast/ops/mlp_energy.py sends them to the Triton or reference backend.
 // mlp_energy_grad_backward (the analytic double backward) has its own launcher: csrc/cuda/mlp_backward.cpp.
 #include <ATen/core/Tensor.h>
-#include <ATen/cuda/CUDAContext.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
 #include <ATen/ops/full.h>
 #include <ATen/ops/zeros.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -42,7 +42,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> mlp_energy_grad_cuda(const at::Te
   check_mlp_launch(op, kFallback, mlp_energy_grad_cuda_launch(mlp_dtype(op, x.scalar_type()), x.const_data_ptr(),
                                                params.const_data_ptr(), e.mutable_data_ptr(), g.mutable_data_ptr(),
                                                save ? saved.mutable_data_ptr() : nullptr, net,
-                                               at::cuda::getCurrentCUDAStream().stream()));
+                                               c10::cuda::getCurrentCUDAStream().stream()));
   return {e, g, saved};
 }
 
@@ -87,7 +87,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> mlp_langevin_chain_cu
                                            record_trajectory ? traj.mutable_data_ptr() : nullptr,
                                            record_energies ? ens.mutable_data_ptr() : nullptr,
                                            bad.mutable_data_ptr<int32_t>(), net, p,
-                                           at::cuda::getCurrentCUDAStream().stream()));
+                                           c10::cuda::getCurrentCUDAStream().stream()));
   }
   // INT32_MAX (no block saw a non-finite value) -> -1, as the CPU kernel returns
   at::Tensor bad_step = bad.to(at::kLong).reshape({});

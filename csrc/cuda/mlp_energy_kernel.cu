@@ -35,7 +35,7 @@
 #include "mlp_smem_net.cuh"
 
 // `kernel<<<grid, block, smem, stream>>>` behind a macro so that tests/ops/test_mlp_cuda_emulated.py
-// can compile this file with g++ and run the kernels on CPU threads (no GPU in CI).
+// can compile this file with g++ and run the kernels on CPU threads.
 #ifndef EBMFAST_LAUNCH
 #define EBMFAST_LAUNCH(kernel, grid, block, smem, stream) kernel<<<grid, block, smem, stream>>>
 #endif
@@ -43,11 +43,10 @@
 namespace ebmfast {
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int kWarps = kThreads / 32;
+constexpr int kThreads = kMLPCudaThreads;
+constexpr int kWarps = kMLPCudaWarps;
 constexpr int kMaxNH = kMLPCudaMaxHidden;
 constexpr unsigned kFull = 0xffffffffu;
-using mlp_smem::ld_first;
 using mlp_smem::SmemNet;
 
 // Per-launch description (kernel parameter space).
@@ -66,33 +65,6 @@ struct ChainK {
   int64_t n_steps, every;
   bool rec_traj, rec_e, check;
 };
-
-// Shared-memory layout, in elements of T (host and device agree through this function).
-struct Layout {
-  int64_t w1, wh, bias, wout, xs, gx, hbuf, dbuf, total;
-};
-
-
-__host__ __device__ inline Layout make_layout(int64_t D, int64_t NH, int64_t HP, int64_t RB, bool resident) {
-  Layout L{};
-  const int64_t ldh = HP + 1, bb = kWarps * RB;
-  const mlp_smem::WeightOffsets W = mlp_smem::weight_offsets(D, NH, HP, resident);
-  L.w1 = W.w1;
-  L.wh = W.wh;
-  L.bias = W.bias;
-  L.wout = W.wout;
-  int64_t o = W.end;
-  L.xs = o;
-  o += bb * D;
-  L.gx = o;
-  o += bb * D;
-  L.hbuf = o;
-  o += bb * ldh;
-  L.dbuf = o;
-  o += bb * NH * HP;
-  L.total = o;
-  return L;
-}
 
 template <typename T>
 __device__ __forceinline__ T warp_sum(T v) {
@@ -223,7 +195,7 @@ __global__ void __launch_bounds__(kThreads) mlp_energy_grad_kernel(const T* __re
                                                                    T* g_out, T* saved, KDesc kd) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* smem = reinterpret_cast<T*>(smem_raw);
-  const Layout L = make_layout(kd.D, kd.NH, HP, RB, kd.resident);
+  const MLPFwdLayout L = mlp_fwd_layout(kd.D, kd.NH, HP, RB, kd.resident);
   const SmemNet<T> net = mlp_smem::load_net<T, HP, kThreads>(smem, L, params, kd);
   const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
   const int64_t D = kd.D;
@@ -255,7 +227,7 @@ __global__ void __launch_bounds__(kThreads) mlp_chain_kernel(const T* __restrict
                                                              ChainK<T> cp) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* smem = reinterpret_cast<T*>(smem_raw);
-  const Layout L = make_layout(kd.D, kd.NH, HP, RB, kd.resident);
+  const MLPFwdLayout L = mlp_fwd_layout(kd.D, kd.NH, HP, RB, kd.resident);
   const SmemNet<T> net = mlp_smem::load_net<T, HP, kThreads>(smem, L, params, kd);
   const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
   const int64_t B = kd.B, D = kd.D;
@@ -299,6 +271,10 @@ __global__ void __launch_bounds__(kThreads) mlp_chain_kernel(const T* __restrict
           if (lane == r && row0 + r < B) ens[slot * B + row0 + r] = e[r];
       }
     }
+    // The finiteness check and the trajectory read xw[o] in lane o % 32, the step below writes
+    // xw[r * D + m] in lane m % 32: with several rows per warp (RB > 1) and D not a multiple of
+    // 32 those are different lanes, so every lane's reads must be done before any lane writes.
+    __syncwarp();
     // the step of include/ebmfast/langevin_step.h on the drift grad E + ref_coef * x
     for (int r = 0; r < RB; ++r) {
       const int64_t row = row0 + r;
@@ -353,36 +329,12 @@ __global__ void __launch_bounds__(kThreads) mlp_chain_kernel(const T* __restrict
 }
 
 // ------------------------------------------------------------------------------ host side
-struct Config {
-  int rb;
-  bool resident;
-  size_t smem;
-};
-
-// Rows per warp and weight residency for this device: the largest RB that still gives every SM
-// a block (small particle counts want more, smaller blocks), resident weights when they fit.
-int choose_config(size_t elem, bool f64, const MLPNetDesc& net, Config* cfg) {
-  int dev = 0, max_smem = 0, sms = 1;
-  cudaError_t err = cudaGetDevice(&dev);
-  if (err == cudaSuccess) err = cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
-  if (err == cudaSuccess) err = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-  if (err != cudaSuccess) return static_cast<int>(err);
-  const int big = f64 ? 2 : 4;
-  int order[2] = {big, 1};
-  if ((net.B + kWarps * big - 1) / (kWarps * big) < sms) {
-    order[0] = 1;
-    order[1] = big;
-  }
-  for (int rb : order) {
-    for (bool resident : {true, false}) {
-      const size_t bytes = static_cast<size_t>(make_layout(net.D, net.NH, net.HP, rb, resident).total) * elem;
-      if (bytes <= static_cast<size_t>(max_smem)) {
-        *cfg = Config{rb, resident, bytes};
-        return 0;
-      }
-    }
-  }
-  return kMLPErrSmem;
+// The plan (include/ebmfast/mlp_cuda_plan.h) for this network on the current device.
+int plan_for_device(MLPKernel kernel, size_t elem, const MLPNetDesc& net, MLPCudaPlan* plan) {
+  MLPCudaDevice dev;
+  if (int err = mlp_smem::current_device(&dev)) return err;
+  *plan = mlp_cuda_plan(kernel, net.D, net.NH, net.HP, net.B, static_cast<int64_t>(elem), dev);
+  return plan->rc;
 }
 
 KDesc make_desc(const MLPNetDesc& net, bool resident) {
@@ -401,7 +353,7 @@ template <typename T, int HP, int RB>
 int launch_energy_grad(const void* x, const void* params, void* e, void* g, void* saved, const KDesc& kd,
                        size_t smem, cudaStream_t stream) {
   auto kernel = mlp_energy_grad_kernel<T, HP, RB>;
-  if (int err = mlp_smem::allow_smem(kernel, smem)) return err;
+  if (int err = mlp_smem::prepare_kernel(kernel, smem)) return err;
   const int64_t blocks = (kd.B + kWarps * RB - 1) / (kWarps * RB);
   EBMFAST_LAUNCH(kernel, static_cast<unsigned>(blocks), kThreads, smem, stream)(
       static_cast<const T*>(x), static_cast<const T*>(params), static_cast<T*>(e), static_cast<T*>(g),
@@ -413,7 +365,7 @@ template <typename T, int HP, int RB>
 int launch_chain(const void* x0, const void* params, void* out, void* traj, void* ens, int32_t* bad,
                  const KDesc& kd, const ChainK<T>& cp, size_t smem, cudaStream_t stream) {
   auto kernel = mlp_chain_kernel<T, HP, RB>;
-  if (int err = mlp_smem::allow_smem(kernel, smem)) return err;
+  if (int err = mlp_smem::prepare_kernel(kernel, smem)) return err;
   const int64_t blocks = (kd.B + kWarps * RB - 1) / (kWarps * RB);
   EBMFAST_LAUNCH(kernel, static_cast<unsigned>(blocks), kThreads, smem, stream)(
       static_cast<const T*>(x0), static_cast<const T*>(params), static_cast<T*>(out), static_cast<T*>(traj),
@@ -439,28 +391,27 @@ int dispatch(int64_t HP, int rb, F&& f) {
 }
 
 bool valid(const MLPNetDesc& net) {
-  return net.D >= 1 && net.D <= kMLPCudaMaxD && net.NH >= 1 && net.NH <= kMaxNH && net.B >= 0 &&
-         mlp_cuda_padded_width(net.HP) == net.HP && net.act >= 0 && net.act < kNumMLPActs;
+  return mlp_cuda_shape_ok(net.D, net.NH, net.HP, net.B) && net.act >= 0 && net.act < kNumMLPActs;
 }
 
 template <typename T>
 int energy_grad_typed(const void* x, const void* params, void* e, void* g, void* saved, const MLPNetDesc& net,
                       cudaStream_t stream) {
-  Config cfg{};
-  if (int err = choose_config(sizeof(T), sizeof(T) == 8, net, &cfg)) return err;
-  const KDesc kd = make_desc(net, cfg.resident);
-  return dispatch<T>(net.HP, cfg.rb, [&](auto hp, auto rb) {
-    return launch_energy_grad<T, decltype(hp)::value, decltype(rb)::value>(x, params, e, g, saved, kd, cfg.smem,
-                                                                            stream);
+  MLPCudaPlan plan;
+  if (int err = plan_for_device(MLPKernel::kForward, sizeof(T), net, &plan)) return err;
+  const KDesc kd = make_desc(net, plan.resident);
+  return dispatch<T>(net.HP, plan.rb, [&](auto hp, auto rb) {
+    return launch_energy_grad<T, decltype(hp)::value, decltype(rb)::value>(x, params, e, g, saved, kd,
+                                                                            static_cast<size_t>(plan.smem), stream);
   });
 }
 
 template <typename T>
 int chain_typed(const void* x0, const void* params, void* out, void* traj, void* ens, int32_t* bad,
                 const MLPNetDesc& net, const MLPChainParamsD& p, cudaStream_t stream) {
-  Config cfg{};
-  if (int err = choose_config(sizeof(T), sizeof(T) == 8, net, &cfg)) return err;
-  const KDesc kd = make_desc(net, cfg.resident);
+  MLPCudaPlan plan;
+  if (int err = plan_for_device(MLPKernel::kChain, sizeof(T), net, &plan)) return err;
+  const KDesc kd = make_desc(net, plan.resident);
   ChainK<T> cp;
   cp.lp.step_size = static_cast<T>(p.step_size);
   cp.lp.noise_scale = static_cast<T>(p.noise_scale);
@@ -478,21 +429,13 @@ int chain_typed(const void* x0, const void* params, void* out, void* traj, void*
   cp.rec_traj = p.record_trajectory;
   cp.rec_e = p.record_energies;
   cp.check = p.check_finite;
-  return dispatch<T>(net.HP, cfg.rb, [&](auto hp, auto rb) {
+  return dispatch<T>(net.HP, plan.rb, [&](auto hp, auto rb) {
     return launch_chain<T, decltype(hp)::value, decltype(rb)::value>(x0, params, out, traj, ens, bad, kd, cp,
-                                                                      cfg.smem, stream);
+                                                                      static_cast<size_t>(plan.smem), stream);
   });
 }
 
 }  // namespace
-
-int64_t mlp_cuda_padded_width(int64_t max_width) {
-  if (max_width < 1) return -1;
-  if (max_width <= 32) return 32;
-  if (max_width <= 64) return 64;
-  if (max_width <= 128) return 128;
-  return -1;
-}
 
 int mlp_energy_grad_cuda_launch(DType dtype, const void* x, const void* params, void* energy, void* grad,
                                 void* saved, const MLPNetDesc& net, void* stream) {

@@ -9,15 +9,10 @@
 #pragma once
 #include <cstdint>
 
-#include "langevin_step_kernel.cuh"  // DType
+#include "ebmfast/mlp_cuda_plan.h"  // limits, error codes, layouts, the launch plan
+#include "langevin_step_kernel.cuh"    // DType
 
 namespace ebmfast {
-
-constexpr int kMLPCudaMaxHidden = 6;
-constexpr int kMLPCudaMaxD = 128;
-
-// Error codes beyond cudaError_t values (which are >= 0).
-enum MLPCudaError : int { kMLPErrShape = -2, kMLPErrSmem = -3, kMLPErrDType = -4 };
 
 struct MLPNetDesc {
   int64_t B = 0;                      // particles
@@ -37,11 +32,9 @@ struct MLPChainParamsD {
   bool record_trajectory = false, record_energies = false, check_finite = false;
 };
 
-// HP for a max hidden width (32, 64 or 128), or -1 when the CUDA kernels do not take it.
-int64_t mlp_cuda_padded_width(int64_t max_width);
-
-// (E [B], grad_x E [B, D], and `saved` [B, 2 * sum(w_l)] when saved != nullptr) for x [B, D].
-// Returns 0, a cudaError_t value, or an MLPCudaError.
+// (E [B], grad_x E [B, D], and `saved` [B, 2 * sum(w_l)] when saved != nullptr) for x [B, D],
+// with the plan mlp_cuda_plan() picks for the current device. Returns 0, a cudaError_t value, or
+// an MLPCudaError.
 int mlp_energy_grad_cuda_launch(DType dtype, const void* x, const void* params, void* energy, void* grad,
                                 void* saved, const MLPNetDesc& net, void* stream);
 

@@ -10,7 +10,7 @@
 #include <algorithm>
 
 #include "ebmfast/mlp_check.h"
-#include "mlp_energy_kernel.cuh"  // DType, MLPNetDesc, limits, MLPCudaError
+#include "mlp_energy_kernel.cuh"  // DType, MLPNetDesc, include/ebmfast/mlp_cuda_plan.h
 
 namespace ebmfast {
 
@@ -52,6 +52,8 @@ inline MLPNetDesc describe_mlp_cuda(const char* op, const at::Tensor& x, at::Ten
 inline void check_mlp_launch(const char* op, const char* fallback, int err, const char* smem_detail = "") {
   TORCH_CHECK(err != kMLPErrSmem, op, " (cuda): the network does not fit in shared memory (use backend=", fallback,
               ")", smem_detail);
+  TORCH_CHECK(err != kMLPErrStatic, op, " (cuda): the kernel's static shared memory exceeds the ",
+              kMLPCudaStaticSmemBudget, " bytes its launch plan budgets (include/ebmfast/mlp_cuda_plan.h)");
   TORCH_CHECK(err != kMLPErrShape && err != kMLPErrDType, op, " (cuda): unsupported network (error ", err, ")");
   TORCH_CHECK(err == 0, op, ": CUDA launch failed: ", cudaGetErrorString(static_cast<cudaError_t>(err)));
 }

@@ -4,39 +4,18 @@
 //
 // Packed global layout (ebmfast/ops/_triton_mlp_register.py pack_mlp_params and the launchers):
 //   W_1 [HP][D], hidden W_2..W_NH [NH-1][HP][HP], biases [NH][HP], w_out [HP], b_out, slope.
-// Shared copy: W_1 rows padded to ld_first(D) (odd, so lanes reading W[j][i] for consecutive j
-// hit distinct banks), hidden matrices [HP][HP + 1] either all resident or one staged at a time.
+// Shared copy (offsets: mlp_weight_offsets in include/ebmfast/mlp_cuda_plan.h): W_1 rows padded
+// to mlp_ld_first(D) (odd, so lanes reading W[j][i] for consecutive j hit distinct banks), hidden
+// matrices [HP][HP + 1] either all resident or one staged at a time.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 
 #include "ebmfast/mlp_activation.h"
+#include "ebmfast/mlp_cuda_plan.h"
 
 namespace ebmfast {
 namespace mlp_smem {
-
-__host__ __device__ inline int64_t ld_first(int64_t D) { return D % 2 == 0 ? D + 1 : D; }
-
-// Offsets (elements of T) of the packed weights at the start of a block's shared memory; `end`
-// is where the kernel's own buffers begin. Host and device agree through this function.
-struct WeightOffsets {
-  int64_t w1, wh, bias, wout, end;
-};
-
-__host__ __device__ inline WeightOffsets weight_offsets(int64_t D, int64_t NH, int64_t HP, bool resident) {
-  WeightOffsets W{};
-  int64_t o = 0;
-  W.w1 = o;
-  o += HP * ld_first(D);
-  W.wh = o;
-  o += (NH > 1 ? (resident ? NH - 1 : 1) : 0) * HP * (HP + 1);
-  W.bias = o;
-  o += NH * HP;
-  W.wout = o;
-  o += HP;
-  W.end = o;
-  return W;
-}
 
 // Real widths w[l] and the offsets soff[l] of a_l in a row of the ops' `saved` tensor
 // ([a_1, dE/dh_1, ..., a_NH, dE/dh_NH] per particle); returns the row width S.
@@ -51,10 +30,30 @@ inline int64_t saved_row_offsets(int64_t NH, const int64_t* widths, int64_t (&w)
   return off;
 }
 
-// Opts a kernel into more than the default 48 KB of dynamic shared memory when it needs it.
+// The current device's limits, for mlp_cuda_plan(). Returns 0 or a cudaError_t value.
+inline int current_device(MLPCudaDevice* dev) {
+  int id = 0, optin = 0, per_sm = 0, sms = 1;
+  cudaError_t err = cudaGetDevice(&id);
+  if (err == cudaSuccess) err = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, id);
+  if (err == cudaSuccess) err = cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, id);
+  if (err == cudaSuccess) err = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, id);
+  if (err != cudaSuccess) return static_cast<int>(err);
+  dev->smem_optin = optin;
+  dev->smem_per_sm = per_sm;
+  dev->sms = sms;
+  return 0;
+}
+
+// Before a launch with `smem` bytes of dynamic shared memory: the kernel's static shared memory
+// must be within the plan's budget (kMLPErrStatic otherwise: the plan would have overcommitted),
+// and the kernel is opted into more than the default 48 KB per block when it needs it.
 template <typename K>
-inline int allow_smem(K kernel, size_t smem) {
-  if (smem <= 48 * 1024) return 0;
+inline int prepare_kernel(K kernel, size_t smem) {
+  cudaFuncAttributes attr{};
+  cudaError_t err = cudaFuncGetAttributes(&attr, kernel);
+  if (err != cudaSuccess) return static_cast<int>(err);
+  if (static_cast<int64_t>(attr.sharedSizeBytes) > kMLPCudaStaticSmemBudget) return kMLPErrStatic;
+  if (smem + attr.sharedSizeBytes <= 48 * 1024) return 0;
   return static_cast<int>(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
 }
@@ -90,7 +89,7 @@ __device__ __forceinline__ void act_eval(int64_t act, T a, T slope, T& h, T& d1,
 template <typename T, int HP, int NTHREADS, typename Layout, typename Desc>
 __device__ SmemNet<T> load_net(T* smem, const Layout& L, const T* __restrict__ params, const Desc& kd) {
   constexpr int LDH = HP + 1;
-  const int64_t D = kd.D, NH = kd.NH, ld1 = ld_first(D);
+  const int64_t D = kd.D, NH = kd.NH, ld1 = mlp_ld_first(D);
   const T* gW1 = params;
   const T* gWh = params + HP * D;
   const T* gb = gWh + (NH - 1) * HP * HP;

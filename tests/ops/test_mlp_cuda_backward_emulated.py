@@ -11,6 +11,8 @@ and without biases, float64 and float32, resident and staged weights, the tile s
 or global memory, both rows-per-warp variants, several tiles per block (grid-stride), `saved`
 given or recomputed. Not covered:
 timing, races the emulator cannot provoke, device code generation (tests/test_nvcc_compile.py).
+The kernel's launch plan (include/ebmfast/mlp_cuda_plan.h) is also checked against what the
+extension's op ebmfast::mlp_cuda_plan reports to Python (ebmfast/ops/_cuda_plan.py).
 Skipped only when g++ is absent.
 """
 from __future__ import annotations
@@ -23,10 +25,10 @@ import pytest
 import torch
 
 from ebmfast.ops.mlp_energy import mlp_energy_grad_backward_ref, mlp_energy_grad_saved_ref
-from ebmfast.ops import _triton_mlp_register as _treg
+from ebmfast.ops import _cuda_plan
 from ebmfast_testing import TOLERANCES, random_net as _net
 
-from cuda_emu_helpers import GXX, build_harness, pack_params as _pack
+from cuda_emu_helpers import GXX, build_harness, layout_bytes, pack_params as _pack
 
 pytestmark = pytest.mark.skipif(GXX is None, reason="g++ is not installed")
 
@@ -42,25 +44,30 @@ STAGED_BIG = "staged-big"
 GLOBAL_STATE = "global-state"
 
 
-# the router's mirror of make_bwd_layout(): checked below against the kernel's own plan
-_bwd_smem_bytes = _treg._cuda_bwd_smem_bytes
+def _plan_op_available() -> bool:
+    return _cuda_plan._extension_reason() is None
 
 
 def test_cuda_backward_support_reasons_name_the_limits():
     x = torch.zeros(4, 2)
     ok_net = [torch.zeros(8, 2), torch.zeros(1, 8)]
-    reasons = _treg.cuda_backward_not_supported_reasons(x, ok_net, 2)
-    try:
-        registered = torch._C._dispatch_has_kernel_for_dispatch_key("ebmfast::mlp_energy_grad_backward", "CUDA")
-    except Exception:
-        registered = False
+    reasons = _cuda_plan.not_supported_reasons(x, ok_net, 2, "backward")
+    if not _plan_op_available():
+        assert reasons and all("extension" in r for r in reasons)
+        return
+    registered = torch._C._dispatch_has_kernel_for_dispatch_key("ebmfast::mlp_energy_grad_backward", "CUDA")
     assert any("no CUDA kernel" in r for r in reasons) == (not registered)
     too_wide = [torch.zeros(200, 2), torch.zeros(1, 200)]
-    assert any("widths <= 128" in r for r in _treg.cuda_backward_not_supported_reasons(x, too_wide, 2))
+    assert any("widths <= 128" in r for r in _cuda_plan.not_supported_reasons(x, too_wide, 2, "backward"))
     deep = [torch.zeros(8, 2)] + [torch.zeros(8, 8)] * 7 + [torch.zeros(1, 8)]
-    assert any("hidden layers" in r for r in _treg.cuda_backward_not_supported_reasons(x, deep, 2))
-    assert any("activation code" in r for r in _treg.cuda_backward_not_supported_reasons(x, ok_net, 9))
-    assert any("float32/float64" in r for r in _treg.cuda_backward_not_supported_reasons(x.half(), ok_net, 2))
+    assert any("hidden layers" in r for r in _cuda_plan.not_supported_reasons(x, deep, 2, "backward"))
+    assert any("activation code" in r for r in _cuda_plan.not_supported_reasons(x, ok_net, 9, "backward"))
+    assert any("float32/float64" in r for r in _cuda_plan.not_supported_reasons(x.half(), ok_net, 2, "backward"))
+    assert any("D <= 128" in r for r in _cuda_plan.not_supported_reasons(torch.zeros(4, 129),
+                                                                          [torch.zeros(8, 129), torch.zeros(1, 8)],
+                                                                          2, "forward"))
+    with pytest.raises(ValueError, match="kernel must be one of"):
+        _cuda_plan.not_supported_reasons(x, ok_net, 2, "double-backward")
 
 
 @pytest.fixture(scope="module")
@@ -70,28 +77,32 @@ def harness(tmp_path_factory) -> Path:
 
 
 
-def _run(harness, tmp_path, x, ws, bs, act, ge, gg, dtype, device=H100, saved=None):
+def _run(harness, tmp_path, x, ws, bs, act, ge, gg, dtype, device=H100, saved=None, lane_order=0):
     """Runs the kernel; returns (rc, plan dict, grad_x, [grad_W], [grad_b]) as float64 tensors."""
     widths = [w.shape[0] for w in ws[:-1]]
     nh, d = len(widths), x.shape[1]
     hp = next(h for h in (32, 64, 128) if max(widths) <= h)
     elem = 8 if dtype == torch.float64 else 4
     np_dt = np.float64 if dtype == torch.float64 else np.float32
+    # every layout's bytes, from the harness; the string devices have room for exactly one (+ the static budget)
+    sizes, budget = layout_bytes(harness, tmp_path / "layouts", d, nh, hp, elem)
+    bwd = lambda rb, resident, state: sizes[("bwd", rb, resident, state)]  # noqa: E731
     if device == STAGED:  # many SMs, few rows: the plan tries 1 row per warp first
-        smem = _bwd_smem_bytes(d, nh, hp, 1, False, elem)
-        assert smem < _bwd_smem_bytes(d, nh, hp, 1, True, elem, state_smem=False), "pick a deeper network"
-        device = dict(smem_optin=smem, sm_count=132, smem_per_sm=233472)
+        smem = bwd(1, False, True)
+        assert smem < bwd(1, True, False), "pick a deeper network"
+        device = dict(smem_optin=smem + budget, sm_count=132, smem_per_sm=233472)
     elif device == STAGED_BIG:  # one SM: the plan tries 4 / 2 rows per warp first
         rb = 16 // elem
-        smem = _bwd_smem_bytes(d, nh, hp, rb, False, elem, state_smem=False)
-        assert smem < _bwd_smem_bytes(d, nh, hp, rb, True, elem, state_smem=False), "pick a deeper network"
-        device = dict(smem_optin=smem, sm_count=1, smem_per_sm=233472)
+        smem = bwd(rb, False, False)
+        assert smem < bwd(rb, True, False), "pick a deeper network"
+        device = dict(smem_optin=smem + budget, sm_count=1, smem_per_sm=233472)
     elif device == GLOBAL_STATE:
-        smem = _bwd_smem_bytes(d, nh, hp, 1, True, elem, state_smem=False)
-        assert smem < _bwd_smem_bytes(d, nh, hp, 1, True, elem)
-        device = dict(smem_optin=smem, sm_count=132, smem_per_sm=233472)
+        smem = bwd(1, True, False)
+        assert smem < bwd(1, True, True)
+        device = dict(smem_optin=smem + budget, sm_count=132, smem_per_sm=233472)
     cfg = dict(dtype="f64" if dtype == torch.float64 else "f32", B=x.shape[0], D=d, NH=nh, HP=hp, act=act,
-               saved=int(saved is not None), **{f"w{i}": w for i, w in enumerate(widths)}, **device)
+               saved=int(saved is not None), lane_order=lane_order, **{f"w{i}": w for i, w in enumerate(widths)},
+               **device)
     (tmp_path / "config.txt").write_text("".join(f"{k} {v}\n" for k, v in cfg.items()))
     for name, t in (("x", x), ("ge", ge), ("gg", gg)):
         t.numpy().astype(np_dt).tofile(tmp_path / f"{name}.bin")
@@ -103,7 +114,8 @@ def _run(harness, tmp_path, x, ws, bs, act, ge, gg, dtype, device=H100, saved=No
     rc = int((tmp_path / "rc.txt").read_text())
     p = [int(v) for v in (tmp_path / "plan.txt").read_text().split()]
     plan = dict(rc=p[0], rb=p[1], resident=bool(p[2]), state_smem=bool(p[3]), smem=p[4], n_blocks=p[5],
-                width=p[6], scratch=p[7], off=p[8:], hp=hp)
+                width=p[6], scratch=p[7], off=p[8:], hp=hp, device=device)
+    plan["layout_smem"] = bwd(plan["rb"], plan["resident"], plan["state_smem"]) if plan["rb"] else None
     if rc != 0:
         return rc, plan, None, None, None
     gx = torch.from_numpy(np.fromfile(tmp_path / "gx.bin", dtype=np_dt)).reshape(x.shape)
@@ -212,10 +224,21 @@ def test_shapes_and_paths(harness, tmp_path, shape, dtype):
     if len(hidden) == 6 and max(hidden) == 128:  # H100: float64 needs staged weights and global state
         assert (plan["resident"], plan["state_smem"]) == ((False, False) if dtype == torch.float64 else (False, True))
     assert plan["scratch"] == (0 if plan["state_smem"] else 2 * len(hidden) * 8 * plan["rb"] * plan["hp"])
-    # the Python mirror of the layout (what a support check would use) matches the kernel's
-    assert plan["smem"] == _bwd_smem_bytes(d, len(hidden), plan["hp"], plan["rb"], plan["resident"], elem,
-                                           plan["state_smem"])
+    assert plan["smem"] == plan["layout_smem"]  # the plan launches the layout it names
     _check(got, x, ws, bs, act, ge, gg, dtype, f"{shape} {dtype}")
+
+
+@pytest.mark.parametrize("lane_order", [1, 2], ids=["lanes-ascending", "lanes-descending"])
+@pytest.mark.parametrize("device", [ONE_SM, STAGED_BIG], ids=["resident", "staged-global-state"])
+def test_serialized_lanes_several_rows_per_warp(harness, tmp_path, device, lane_order):
+    """4 rows per warp, D = 3, each warp's lanes run one at a time from barrier to barrier (see
+    tests/ops/cuda_emu/cuda_runtime.h): a lane reading a shared element that another lane of its warp
+    writes without a barrier in between would see the wrong value deterministically."""
+    x, ws, bs, ge, gg = _case(3, (33, 64, 20), 77, act=6, seed=3)
+    rc, plan, *got = _run(harness, tmp_path, x, ws, bs, 6, ge, gg, torch.float32, device=device,
+                          lane_order=lane_order)
+    assert rc == 0 and plan["rb"] == 4
+    _check(got, x, ws, bs, 6, ge, gg, torch.float32, f"lane order {lane_order}")
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
@@ -291,3 +314,35 @@ def test_cuda_op_on_gpu(dtype):
     c = lambda t: t.to("cuda", dtype)  # noqa: E731
     with pytest.raises(RuntimeError, match="hidden widths <= 128"):
         op(c(x), [c(w) for w in ws], [c(b) for b in bs], 2, SLOPE, c(x).new_empty(0), c(ge), c(gg))
+
+
+# (D, widths, B, device) for the plan comparison: every choice of rb / weights / state, and a refusal
+PLAN_CASES = [(2, (3, 64), 37, ONE_SM), (10, (127,), 45, H100), (2, (128,) * 6, 11, H100),
+              (2, (128,) * 6, 100_000, H100), (4, (64, 64, 50), 45, dict(smem_optin=60_000, sm_count=132,
+                                                                          smem_per_sm=233472)),
+              (128, (128, 128), 3, dict(smem_optin=100_000, sm_count=1, smem_per_sm=233472)), (3, (8,), 0, H100)]
+
+
+@pytest.mark.skipif(not _plan_op_available(), reason="needs the compiled extension (ebmfast::mlp_cuda_plan)")
+@pytest.mark.parametrize("case", PLAN_CASES, ids=lambda c: f"D{c[0]}-h{'x'.join(map(str, c[1]))}-B{c[2]}")
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+def test_extension_reports_the_kernels_plan(harness, tmp_path, case, dtype):
+    """What Python learns from ebmfast::mlp_cuda_plan is what the launcher plans for the same device."""
+    d, widths, b, device = case
+    elem = 8 if dtype == torch.float64 else 4
+    hp = next(h for h in (32, 64, 128) if max(widths) <= h)
+    cfg = dict(dtype="f64" if elem == 8 else "f32", B=b, D=d, NH=len(widths), HP=hp, act=2, saved=0, plan_only=1,
+               **{f"w{i}": w for i, w in enumerate(widths)}, **device)
+    (tmp_path / "config.txt").write_text("".join(f"{k} {v}\n" for k, v in cfg.items()))
+    res = subprocess.run([str(harness), str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rc, rb, resident, state, smem, n_blocks = (int(v) for v in (tmp_path / "plan.txt").read_text().split()[:6])
+    got = [int(v) for v in torch.ops.ebmfast.mlp_cuda_plan(d, list(widths), b, elem, "backward", device["smem_optin"],
+                                                            device["smem_per_sm"], device["sm_count"])]
+    assert got[0] == rc
+    if rc == 0 and b > 0:
+        assert (got[1], got[2], bool(got[3]), bool(got[4]), got[5], got[8]) == \
+            (8 * rb, rb, bool(resident), bool(state), smem, n_blocks)
+        assert got[5] + got[6] <= device["smem_optin"]  # dynamic + static budget fit the device
+    if rc == -3:
+        assert got[7] > device["smem_optin"]  # the smallest layout does not fit

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cuda_runtime.h"
+#include "ebmfast/mlp_cuda_plan.h"
 
 namespace ebmfast {
 namespace {
@@ -31,7 +32,8 @@ inline void write_file(const std::string& path, const void* p, size_t n) {
 }
 
 // DIR/config.txt: "key value" lines; sets the emulated device (smem_optin, sm_count and, when
-// given, smem_per_sm).
+// given, smem_per_sm, static_smem: every kernel's static shared memory, lane_order: see
+// cuda_runtime.h).
 struct Config {
   std::map<std::string, std::string> kv;
   explicit Config(const std::string& dir) {
@@ -41,6 +43,8 @@ struct Config {
     emu::smem_optin = static_cast<int>(I("smem_optin"));
     emu::sm_count = static_cast<int>(I("sm_count"));
     if (kv.count("smem_per_sm")) emu::smem_per_sm = static_cast<int>(I("smem_per_sm"));
+    if (kv.count("static_smem")) emu::static_smem = static_cast<int>(I("static_smem"));
+    if (kv.count("lane_order")) emu::lane_order = static_cast<int>(I("lane_order"));
   }
   long long I(const std::string& k) const { return std::stoll(kv.at(k)); }
   double F(const std::string& k) const { return std::stod(kv.at(k)); }
@@ -59,5 +63,26 @@ struct Config {
     return n;
   }
 };
+
+// Config "mode layouts": writes DIR/layouts.txt with the shared-memory bytes of every layout of
+// include/ebmfast/mlp_cuda_plan.h for the config's D, NH, HP and elem (4 or 8), one
+// "<fwd|bwd> rb resident state_smem bytes" line each (rb 1, 2, 4), and a last line
+// "static_budget <kMLPCudaStaticSmemBudget>". Returns whether it did (the harness then stops).
+inline bool write_layouts(const Config& cfg, const std::string& dir) {
+  if (!cfg.kv.count("mode") || cfg.S("mode") != "layouts") return false;
+  const int64_t D = cfg.I("D"), NH = cfg.I("NH"), HP = cfg.I("HP"), elem = cfg.I("elem");
+  std::ofstream f(dir + "/layouts.txt");
+  for (int64_t rb : {1, 2, 4}) {
+    for (bool resident : {true, false}) {
+      f << "fwd " << rb << " " << resident << " 1 " << ebmfast::mlp_fwd_layout(D, NH, HP, rb, resident).total * elem
+        << "\n";
+      for (bool state : {true, false})
+        f << "bwd " << rb << " " << resident << " " << state << " "
+          << ebmfast::mlp_bwd_layout(D, NH, HP, rb, resident, state).total * elem << "\n";
+    }
+  }
+  f << "static_budget " << ebmfast::kMLPCudaStaticSmemBudget << "\n";
+  return true;
+}
 
 }  // namespace harness

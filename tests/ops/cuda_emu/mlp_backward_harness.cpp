@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   if (argc != 2) return 2;
   const std::string dir = argv[1];
   const harness::Config cfg(dir);
+  if (harness::write_layouts(cfg, dir)) return 0;
   auto I = [&](const char* k) { return cfg.I(k); };
   const bool f64 = cfg.f64();
   const size_t es = f64 ? 8 : 4;
@@ -31,7 +32,7 @@ int main(int argc, char** argv) {
   const std::vector<char> saved = I("saved") ? read_file(dir + "/saved.bin") : std::vector<char>();
   const auto dt = f64 ? ebmfast::DType::kFloat64 : ebmfast::DType::kFloat32;
 
-  ebmfast::MLPBackwardPlan plan;
+  ebmfast::MLPCudaPlan plan;
   const int prc = ebmfast::mlp_backward_cuda_plan(dt, net, &plan);
   {
     std::ofstream f(dir + "/plan.txt");
@@ -40,6 +41,7 @@ int main(int argc, char** argv) {
     for (int64_t l = 0; l <= net.NH; ++l) f << " " << ebmfast::mlp_backward_offset(net, l);
     f << "\n";
   }
+  if (cfg.kv.count("plan_only")) return 0;  // the plan alone (no inputs needed)
   int rc = prc;
   std::vector<char> gx(net.B * net.D * es), partial(prc == 0 ? plan.n_blocks * plan.width * es : 0);
   // poison the outputs: the kernel must write every element itself

@@ -1,7 +1,9 @@
 // Runs csrc/cuda/mlp_energy_kernel.cu on CPU threads (see cuda_runtime.h here) for
 // tests/ops/test_mlp_cuda_emulated.py. Usage: mlp_harness DIR, where DIR/config.txt holds
 // "key value" lines and DIR/x.bin, DIR/params.bin the inputs (raw, the config's dtype);
-// outputs go to DIR as raw files (e.bin g.bin saved.bin | out.bin traj.bin ens.bin) and rc.txt.
+// outputs go to DIR as raw files (e.bin g.bin saved.bin | out.bin traj.bin ens.bin), rc.txt and
+// plan.txt (the launch plan on the emulated device: rc rb resident smem n_blocks). Config "mode
+// layouts" writes the layout sizes instead (harness_common.h).
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -18,6 +20,7 @@ int main(int argc, char** argv) {
   if (argc != 2) return 2;
   const std::string dir = argv[1];
   const harness::Config cfg(dir);
+  if (harness::write_layouts(cfg, dir)) return 0;
   auto I = [&](const char* k) { return cfg.I(k); };
   auto F = [&](const char* k) { return cfg.F(k); };
   const bool f64 = cfg.f64();
@@ -25,6 +28,15 @@ int main(int argc, char** argv) {
   const auto net = cfg.net<ebmfast::MLPNetDesc>();
   std::vector<char> x = read_file(dir + "/x.bin"), params = read_file(dir + "/params.bin");
   const auto dt = f64 ? ebmfast::DType::kFloat64 : ebmfast::DType::kFloat32;
+  {  // the plan the launch takes on the emulated device: rc rb resident smem n_blocks
+    ebmfast::MLPCudaDevice dev;
+    ebmfast::mlp_smem::current_device(&dev);
+    const auto kernel = cfg.S("mode") == "eg" ? ebmfast::MLPKernel::kForward : ebmfast::MLPKernel::kChain;
+    const auto plan = ebmfast::mlp_cuda_plan(kernel, net.D, net.NH, net.HP, net.B, static_cast<int64_t>(es), dev);
+    std::ofstream(dir + "/plan.txt") << plan.rc << " " << plan.rb << " " << int(plan.resident) << " " << plan.smem
+                                     << " " << plan.n_blocks << "\n";
+  }
+  if (cfg.kv.count("plan_only")) return 0;  // the plan alone (no inputs needed)
   int rc = 0;
   if (cfg.S("mode") == "eg") {
     int64_t S = 0;

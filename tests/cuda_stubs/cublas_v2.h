@@ -1,3 +1,0 @@
-#pragma once
-typedef struct cublasContext* cublasHandle_t;
-typedef int cublasStatus_t;

@@ -1,2 +1,0 @@
-#pragma once
-typedef int cusolverStatus_t;

@@ -1,3 +1,0 @@
-#pragma once
-typedef struct cusparseContext* cusparseHandle_t;
-typedef int cusparseStatus_t;
