@@ -1,12 +1,13 @@
 """What only the MLP kernels know about their limits, added to the dispatcher's backends.
 
-CUDA: depth, widths and the shared-memory plan that the extension itself reports; Triton: depth,
+CUDA: depth, widths and the shared-memory plan that the extension itself reports
+(ebmfast/ops/_cuda_plan.py); Triton: depth,
 widths, dtypes, and networks whose backward kernel did not fit the GPU at launch. Imported by the
 MLP op modules; Triton itself is imported only when a Triton kernel runs.
 """
 from __future__ import annotations
 
-from . import _dispatch
+from . import _cuda_plan, _dispatch
 
 # (device, dtype, D, widths, act) of networks whose Triton backward kernel did not fit the GPU
 _TRITON_BWD_TOO_BIG: set = set()
@@ -20,10 +21,7 @@ def _cuda(kernel: str):
     def check(inputs: _dispatch.Inputs) -> list[str]:
         if inputs.x is None:
             return []
-        from ._triton_mlp_register import cuda_backward_not_supported_reasons, cuda_not_supported_reasons
-
-        fn = cuda_backward_not_supported_reasons if kernel == "backward" else cuda_not_supported_reasons
-        return fn(inputs.x, inputs.weights, inputs.act)
+        return _cuda_plan.not_supported_reasons(inputs.x, inputs.weights, inputs.act, kernel)
     return check
 
 

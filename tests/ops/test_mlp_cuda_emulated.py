@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 import torch
 
-from ebmfast.ops.mlp_energy import mlp_energy_grad_ref, mlp_energy_grad_saved_ref, mlp_langevin_chain_ref
+from ebmfast.ops.mlp_energy import mlp_energy_grad_ref, mlp_energy_grad_saved_ref
+from ebmfast.ops.mlp_langevin_chain import mlp_langevin_chain_ref
 
 from ebmfast_testing import random_net as _net
 
