@@ -14,8 +14,9 @@
 # Every step runs even when an earlier one failed; the exit status is 1 if any failed.
 # OUT_DIR gets gpu_check.log (every step's output), summary.txt (one line per step),
 # pytest_cuda.xml and the benchmarks' result files.
-# The benchmarks compare against torchebm and ebmkit when importable; with no network, carry their
-# wheels: `python3 -m pip download --no-deps -d .whl torchebm==0.8.9 ebmkit==0.16.0` beforehand.
+# The benchmarks compare against torchebm and ebmkit when importable: on a machine with no network,
+# put their wheels in build/wheels/ first (`python3 -m pip download --no-deps -d build/wheels torchebm==0.8.9
+# ebmkit==0.16.0` where there is one); they are installed from there into /tmp/ebmfast_peers.
 set -u -o pipefail
 cd "$(dirname "$0")/.." || exit 2
 OUT_DIR=${1:-bench/results/gpu}
@@ -70,8 +71,8 @@ env_info() {
 export -f env_info
 export PY
 
-if ls .whl/*.whl >/dev/null 2>&1; then # carried peer wheels (pure Python)
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/ebmfast_peers .whl/*.whl \
+if ls build/wheels/*.whl >/dev/null 2>&1; then # the peers, pure Python
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/ebmfast_peers build/wheels/*.whl \
     && export PYTHONPATH=/tmp/ebmfast_peers${PYTHONPATH:+:$PYTHONPATH}
 fi
 
@@ -82,7 +83,7 @@ step env 30 env_info
 step build 240 env MAX_JOBS=16 TORCH_CUDA_ARCH_LIST=9.0 FORCE_CUDA=1 \
   "$PY" -m pip install --no-build-isolation --no-deps --no-index -e .
 step pytest_cuda 150 "$PY" -m pytest -m cuda -q -p no:cacheprovider --junitxml="$OUT_DIR/pytest_cuda.xml"
-step memcheck 60 "${sanitize[@]}" --tool memcheck "$PY" scripts/gpu_sanitize_cases.py
+step memcheck 90 "${sanitize[@]}" --tool memcheck "$PY" scripts/gpu_sanitize_cases.py
 step racecheck 90 "${sanitize[@]}" --tool racecheck "$PY" scripts/gpu_sanitize_cases.py
 step bench_mlp 90 "$PY" bench/bench_mlp.py --device cuda --quick --out "$OUT_DIR"
 step bench_langevin 60 "$PY" bench/bench_langevin_step.py --device cuda --quick --out "$OUT_DIR"
