@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up a fresh machine: PyTorch (CPU build pinned; a CUDA machine keeps its own torch),
-# Triton for the interpreter tests, the runtime and test dependencies, then build
-# ebmfast's extension in place. Safe to run again: pip skips what is installed.
+# Triton for the interpreter tests, the runtime and test dependencies, the benchmarks' peers,
+# then build ebmfast's extension in place. Safe to run again: pip skips what is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
@@ -13,5 +13,8 @@ if ! $PY -c "import triton" 2>/dev/null; then
 fi
 $PY -m pip install --quiet numpy scipy torchdiffeq POT scikit-learn safetensors tqdm matplotlib pyyaml \
   pytest ninja "setuptools>=64" wheel
+# the peers that the benchmarks compare against: pure Python, needing only torch (torchebm >= 2.10);
+# --no-deps so that they can never replace the torch installed above
+$PY -m pip install --quiet --no-deps "torchebm==0.8.9" "ebmkit==0.16.0"
 MAX_JOBS=${MAX_JOBS:-2} $PY -m pip install --quiet --no-build-isolation --no-deps -e .
 $PY -m ebmfast.info | sed -n '1p;/extension/p;/kernels built/p'
