@@ -182,9 +182,9 @@ def triton_backward(monkeypatch):
 @pytest.mark.parametrize("act,lipschitz,reduction", [("silu", 1.0, "mean"), ("gelu", None, "sum"),
                                                      ("elu", 0.5, "none")])
 def test_grad_norm_penalty_through_the_triton_backward(triton_backward, act, lipschitz, reduction):
-    """The penalty composed from mlp_energy_grad (forward C++ kernel, backward this kernel), the
-    GPU route, against autograd double backward of the plain module, gradients w.r.t. x and every parameter, with an energy term
-    (nonzero grad_e) in the loss."""
+    """The penalty composed from mlp_energy_grad (Triton forward and backward), the GPU route,
+    against autograd double backward of the plain module: gradients w.r.t. x and every
+    parameter, with an energy term (nonzero grad_e) in the loss."""
     mod = MLPEnergy(2, (64, 3), activation=act).double()
     with torch.no_grad():
         for p in mod.parameters():

@@ -248,7 +248,8 @@ def _normal_at(idx, seed, off, ACC: tl.constexpr):
 def _mlp_chain_fwd_kernel(
     x_ptr, out_ptr, p_ptr, traj_ptr, en_ptr, bad_ptr,
     B, n_steps, seed, offset, every, zero,
-    step_bits: tl.int64, noise_bits: tl.int64, ref_bits: tl.int64, lo_bits: tl.int64, hi_bits: tl.int64, clip_bits: tl.int64,
+    step_bits: tl.int64, noise_bits: tl.int64, ref_bits: tl.int64, lo_bits: tl.int64, hi_bits: tl.int64,
+    clip_bits: tl.int64,
     D: tl.constexpr, DP: tl.constexpr, HP: tl.constexpr, NH: tl.constexpr, ACT: tl.constexpr,
     ACC: tl.constexpr, PREC: tl.constexpr, BLOCK_B: tl.constexpr,
     HAS_NOISE: tl.constexpr, HAS_REF: tl.constexpr, HAS_LO: tl.constexpr, HAS_HI: tl.constexpr,
