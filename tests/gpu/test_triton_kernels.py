@@ -8,8 +8,8 @@ float32 / float64 / float16 / bfloat16, in place; the MLP energy + gradient (eve
 float32 / float64, padded widths 16 / 32 / 64 / 128, 1..6 hidden layers, D < 16 and D >= 16,
 biases or none, `saved`); whole chains with and without trajectory / energy records, reference
 term, clips, clamps and non-finite detection; the analytic double backward (every activation,
-every width, the scratch at width 128) including a batch with more row blocks than the capped
-grid (grid-stride loop); and the public functions with backend="triton". Odd batch sizes
+every supported width, the scratch at width 128) including a batch with more row blocks than the capped
+grid (several launches); and the public functions with backend="triton". Odd batch sizes
 throughout. float32 MLP results use tf32x3 products (about float32 accuracy per product) summed
 over layers: they are held to 10x the float32 tolerance, as the interpreter tests are.
 """
@@ -201,13 +201,22 @@ def test_backward_every_activation(act, dtype):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_backward_widths_and_depths(shape, dtype):
+    from ebmfast.ops._triton.mlp_config import backward_not_supported_reasons
+
+    d, hidden, b = shape
+    ws = [w.to(DEV, dtype) for w in random_net(d, hidden)[0]]
+    why = backward_not_supported_reasons(torch.empty(b, d, dtype=dtype, device=DEV), ws, 6)
+    if dtype == torch.float64 and max(hidden) > 64:  # declined on GPUs (mlp_config), the cuda backend takes it
+        assert len(why) == 1 and "float64 only with hidden widths <= 64" in why[0], why
+        return
+    assert why == []
     _check_backward(*shape, act=6, dtype=dtype)  # width 128: kept tiles in the scratch
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_backward_large_batch_runs_a_capped_grid(dtype):
-    """More row blocks than the capped number of programs: each program strides over several
-    blocks and accumulates its partial sums (a buffer of `bwd_max_programs` rows, not one per block)."""
+    """More row blocks than the capped number of programs: the launcher covers them in several
+    launches and sums each one's partial sums (a buffer of `bwd_max_programs` rows, not one per block)."""
     from ebmfast.ops._triton.mlp_config import bwd_max_programs, mlp_launch_config
 
     b = 70_001

@@ -7,13 +7,16 @@ interpreter never compiles, so it cannot see these failures: the first chain ker
 shared memory per kernel (table: docs/triton_kernels.md).
 
 Budgets, per thread (ptxas "bytes spill stores"), chosen from measurements under Triton 3.6 and
-3.8 (the versions GPU machines and this repository use):
+3.8 (the versions GPU machines and this repository use; table in docs/triton_kernels.md):
   * Langevin step: 0. It is a streaming kernel: any spill is wasted memory traffic.
-  * MLP kernels: SPILL_BUDGET bytes. Every MLP kernel keeps [BLOCK_B, HP] tiles of all layers
-    live and sits at the 255-register limit; a few hundred bytes of spills go to L1 and cost
-    little next to the tile products, while kilobytes (the configurations these budgets
-    replaced spilled up to 5.9 KB) mean every product waits on local memory.
+  * MLP kernels up to width 64: 1024 B (measured at most ~0.5 KB); width 128: 2048 B (measured
+    at most ~1.5 KB: [16, 128] tiles of every layer stay live, float64 needs 16 rows for
+    tl.dot). Every MLP kernel sits at the 255-register limit; a few hundred bytes of spills go
+    to L1 and cost little next to the tile products, while the several kilobytes the previous
+    configurations spilled (up to 5.9 KB) mean every product waits on local memory.
   * shared memory: the H100's 227 KB per block.
+The float64 backward at width 128 is not compiled: it spills 16-33 KB per thread at every block
+size and warp count tried, and the backend declines it on GPUs (backward_not_supported_reasons).
 CI compiles every kernel at width 32 in both dtypes (about a minute on 2 cores); the widths 64 /
 128, 6 layers and D >= 16 are @pytest.mark.slow (ptxas takes minutes per width-128 kernel).
 """
@@ -28,7 +31,14 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 SMEM_LIMIT = {90: 227 * 1024}
-SPILL_BUDGET = {"langevin": 0, "energy_grad": 1024, "chain": 1024, "backward": 1024}
+MLP_KERNELS = ("energy_grad", "chain", "backward")
+
+
+def spill_budget(row: dict) -> int:
+    """Bytes of spill stores per thread allowed for a compiled kernel (module docstring)."""
+    if row["kernel"] == "langevin":
+        return 0
+    return 1024 if row["width"] <= 64 else 2048
 
 
 def _has_nvidia_backend() -> bool:
@@ -63,22 +73,23 @@ def _check(rows):
         print(json.dumps(r))
         if r["shared"] > SMEM_LIMIT[r["cc"]]:
             over.append(f"{r}: {r['shared']} B of shared memory")
-        if r["spill_stores"] > SPILL_BUDGET[r["kernel"]]:
-            over.append(f"{r}: {r['spill_stores']} B of spill stores > budget {SPILL_BUDGET[r['kernel']]}")
+        if r["spill_stores"] > spill_budget(r):
+            over.append(f"{r}: {r['spill_stores']} B of spill stores > budget {spill_budget(r)}")
     assert not over, "\n".join(over)
 
 
 def test_every_kernel_compiles_for_hopper_within_budget():
     _check(_compile(("langevin", "fp32", 0, 0, 0), ("langevin", "fp64", 0, 0, 0),
-                    *[(k, dt, 2, 32, 3) for k in ("energy_grad", "chain", "backward") for dt in ("fp32", "fp64")]))
+                    *[(k, dt, 2, 32, 3) for k in MLP_KERNELS for dt in ("fp32", "fp64")]))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("width", [64, 128])
 def test_every_width_compiles_for_hopper_within_budget(width):
-    specs = [(k, dt, 2, width, 3) for k in ("energy_grad", "chain", "backward") for dt in ("fp32", "fp64")]
+    specs = [(k, dt, 2, width, 3) for k in MLP_KERNELS for dt in ("fp32", "fp64")
+             if not (k == "backward" and dt == "fp64" and width > 64)]  # declined on GPUs (docstring)
     if width == 128:
-        specs += [(k, "fp32", 2, 128, 6) for k in ("energy_grad", "chain", "backward")]
+        specs += [(k, "fp32", 2, 128, 6) for k in MLP_KERNELS]
     else:  # D >= 16 (layer 1 as tl.dot) is taken on GPUs up to width 64 (mlp_config.not_supported_reasons)
-        specs += [(k, "fp32", 19, 64, 3) for k in ("energy_grad", "chain", "backward")]
+        specs += [(k, "fp32", 19, 64, 3) for k in MLP_KERNELS]
     _check(_compile(*specs))

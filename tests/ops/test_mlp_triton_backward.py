@@ -8,7 +8,7 @@ forced BLOCK_B=16 where program boundaries and the partial-sum reduction are the
 never a multiple of the tile). Covered: every activation code, input dims 1 / 2 / 10 / 19, widths
 1 / 3 / 64 / 127 / 128 and mixed, 1..6 hidden layers, biases or none, grad_e zero / nonzero and
 grad_g zero, kept tiles in registers or in the scratch buffer, fewer programs than row blocks
-(the grid-stride loop that caps the partial-sum buffer), float32 against the float64 reference
+(several launches that cap the partial-sum buffer), float32 against the float64 reference
 (tests/ebmfast_testing.py TOLERANCES), the registered triton_op (schema, fake kernel), and the
 gradient-norm penalty and a gradient penalty with EBMFAST_BACKEND=triton against autograd
 double backward. The GPU code generation is checked ahead of time for sm_90
@@ -126,10 +126,10 @@ def test_empty_batch_and_bad_block():
         _launch(x, ws, bs, 2, SLOPE, x.new_empty(0), ge[:2], gg)
 
 
-def test_grid_stride_over_more_blocks_than_programs():
-    """The launcher caps the programs (the partial-sum buffer has one row each); every program then
-    visits several row blocks and accumulates: 1, 2 and 3 programs over 5 blocks of 16 rows (the
-    last one 3 rows), in registers and with the scratch, give the one-block-per-program result."""
+def test_more_row_blocks_than_programs():
+    """The launcher caps the programs per launch (the partial-sum buffer has one row each) and
+    covers the batch in several launches: 1, 2 and 3 programs over 5 blocks of 16 rows (the last
+    one 3 rows), in registers and with the scratch, give the one-launch result."""
     ws, bs = _net(3, (20, 33, 16), seed=3)
     x, ge, gg = _inputs(67, 3, seed=4)
     want = mlp_energy_grad_backward_ref(x, ws, bs, 6, SLOPE, ge, gg)
@@ -227,3 +227,23 @@ def test_gradient_penalty_through_triton_forward_and_backward(triton_backward):
             torch.testing.assert_close(a.double(), b, atol=atol * 10, rtol=rtol * 10,
                                        msg=lambda m: f"{dtype} d/d{name}: {m}")
     assert len(triton_backward) == 2
+
+
+def test_backward_support_reasons():
+    """float64 at width 128 is declined on GPUs only (it compiles to 16-33 KB of spills per thread);
+    everything not_supported_reasons refuses is refused too."""
+    from types import SimpleNamespace
+
+    from ebmfast.ops._triton.mlp_config import backward_not_supported_reasons
+
+    def fake_x(d, device, dtype):  # only what the checks read; no GPU needed
+        return SimpleNamespace(dim=lambda: 2, shape=(5, d), device=torch.device(device), dtype=dtype)
+
+    ws, _ = _net(2, (128, 64))
+    assert backward_not_supported_reasons(fake_x(2, "cpu", torch.float64), ws, 2) == []
+    assert backward_not_supported_reasons(fake_x(2, "cuda", torch.float32), ws, 2) == []
+    why = backward_not_supported_reasons(fake_x(2, "cuda", torch.float64), ws, 2)
+    assert len(why) == 1 and "float64 only with hidden widths <= 64" in why[0]
+    assert backward_not_supported_reasons(fake_x(2, "cuda", torch.float64), _net(2, (64, 64))[0], 2) == []
+    assert any("hidden layers" in r for r in backward_not_supported_reasons(fake_x(2, "cpu", torch.float64),
+                                                                            _net(2, (4,) * 7)[0], 2))

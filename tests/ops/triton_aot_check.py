@@ -35,7 +35,7 @@ from ebmfast.ops._triton.langevin_step import _langevin_step_fwd_kernel  # noqa:
 from ebmfast.ops._triton.mlp_backward import _mlp_energy_grad_bwd_kernel  # noqa: E402
 from ebmfast.ops._triton.mlp_energy import _mlp_chain_fwd_kernel, _mlp_energy_grad_fwd_kernel  # noqa: E402
 
-INTS = {"B": "i32", "n_steps": "i32", "seed": "i64", "offset": "i64", "every": "i32", "zero": "i32",
+INTS = {"B": "i32", "blk0": "i32", "zero": "i32", "n_steps": "i32", "seed": "i64", "offset": "i64", "every": "i32",
         "n_elements": "i32", "row_size": "i32"}
 
 

@@ -25,16 +25,17 @@ more tiles per layer). The kept tiles (a_l, g_l, r_l) stay in registers, or (SCR
 formulas free of cancellation (`_sigmoid2`, `_tanh2`), so they can differ from the forward
 kernel's `_act` in the last bits.
 
-Programs stride over the row blocks (grid-stride loop; the launcher caps the number of programs,
-so `part` stays small at any batch size). Weight/bias gradients: program p adds its partial sums
-to part[p, :] (zeroed by the launcher) in the packed layout of the parameter buffer (dW_1 [HP, DP],
-dW_2..dW_NH [HP, HP], db_1..db_NH [HP], dw_out [HP], [db_out, 0, ...] [HP]). The launcher sums
-part over programs with torch: deterministic, no atomics. Padded rows (beyond B) load x = v_0 = gE = 0 and then
+The launcher covers the batch in launches of at most `bwd_max_programs` programs, one row block
+each (program p of a launch takes block blk0 + p), so `part` stays small at any batch size.
+Weight/bias gradients: program p writes its partial sums to part[p, :] in the packed layout of
+the parameter buffer (dW_1 [HP, DP], dW_2..dW_NH [HP, HP], db_1..db_NH [HP], dw_out [HP],
+[db_out, 0, ...] [HP]; every element written). The launcher sums part over programs with torch
+after each launch: deterministic, no atomics. Padded rows (beyond B) load x = v_0 = gE = 0 and then
 contribute exactly zero (v_l = r_l = s_l = 0 for them).
 
 Layer 1 runs at width DQ = max(DP, 32) (x, v_0, grad_x and W_1 zero-extended by masked loads),
 so that every product is a tl.dot (the outer products d_l^T v_{l-1} need N >= 16; 32 compiles to
-far fewer spilled registers, see `_bwd_dq` in the launcher).
+far fewer spilled registers, see `bwd_dq` in mlp_config.py).
 float64 dots are "ieee" (exact FMA); float32 ones use DOT_PRECISION_F32, as in the forward.
 """
 import triton
@@ -133,7 +134,7 @@ def _act2(z, slope, ACT: tl.constexpr):
 
 @triton.jit
 def _acc(ptrs, v, mask=None):
-    """*ptrs += v: the program's partial sums accumulate over the row blocks it visits."""
+    """*ptrs += v (the s pass adds s_l^T h_{l-1} to the v pass's d_l^T v_{l-1})."""
     tl.store(ptrs, tl.load(ptrs, mask=mask) + v, mask=mask)
 
 
@@ -197,7 +198,7 @@ def _vstep(v, a, g, p_ptr, part_ptr, l: tl.constexpr, slope, DP: tl.constexpr, H
     u = _matmul(v, _wt(p_ptr, l, DP, HP), PREC)
     h, d, dd = _act2(a, slope, ACT)
     o = tl.arange(0, HP)
-    _acc(part_ptr + HP * DP + (l - 2) * HP * HP + o[:, None] * HP + o[None, :], _mm_tn(g * d, v, PREC))
+    tl.store(part_ptr + HP * DP + (l - 2) * HP * HP + o[:, None] * HP + o[None, :], _mm_tn(g * d, v, PREC))
     return u * d, h, d, u * g * dd
 
 
@@ -207,14 +208,14 @@ def _sstep(s, a_prev, r_prev, p_ptr, part_ptr, l: tl.constexpr, slope, DP: tl.co
     """s pass at layer l >= 2: db_l = sum s_l, dW_l += s_l^T h_{l-1}; returns s_{l-1}."""
     h, d, _dd = _act2(a_prev, slope, ACT)
     o = tl.arange(0, HP)
-    _acc(part_ptr + HP * DP + (NH - 1) * HP * HP + (l - 1) * HP + o, tl.sum(s, axis=0))
+    tl.store(part_ptr + HP * DP + (NH - 1) * HP * HP + (l - 1) * HP + o, tl.sum(s, axis=0))
     _acc(part_ptr + HP * DP + (l - 2) * HP * HP + o[:, None] * HP + o[None, :], _mm_tn(s, h, PREC))
     return r_prev + _matmul(s, _w(p_ptr, l, DP, HP), PREC) * d
 
 
-@triton.jit(do_not_specialize=["B"])
+@triton.jit(do_not_specialize=["B", "blk0"])
 def _mlp_energy_grad_bwd_kernel(
-    x_ptr, p_ptr, ge_ptr, gg_ptr, gx_ptr, part_ptr, scr_ptr, B,
+    x_ptr, p_ptr, ge_ptr, gg_ptr, gx_ptr, part_ptr, scr_ptr, B, blk0,
     D: tl.constexpr, DP: tl.constexpr, DQ: tl.constexpr, HP: tl.constexpr, NH: tl.constexpr,
     ACT: tl.constexpr, ACC: tl.constexpr, PREC: tl.constexpr, BLOCK_B: tl.constexpr, SCR: tl.constexpr,
 ):
@@ -222,7 +223,8 @@ def _mlp_energy_grad_bwd_kernel(
     x [B, D], grad_e [B], grad_g [B, D]; TOTAL = HP*DP + (NH-1)*HP*HP + NH*HP + 2*HP.
 
     ACC: float64 for float64 data, else float32. DQ >= max(DP, 16) (layer-1 tile width).
-    scr_ptr: [n_programs, 3 * NH, BLOCK_B, HP] when SCR, else unused."""
+    scr_ptr: [n_programs, 3 * NH, BLOCK_B, HP] when SCR, else unused. Program p takes row block
+    blk0 + p and writes its sums to part[p]."""
     pid = tl.program_id(0)
     offs_h = tl.arange(0, HP)
     TOTAL: tl.constexpr = HP * DP + (NH - 1) * HP * HP + NH * HP + 2 * HP
@@ -236,116 +238,113 @@ def _mlp_energy_grad_bwd_kernel(
     # slots of the kept tiles: a_l -> l - 1, g_l -> NH + l - 1, r_l -> 2 NH + l - 1
     G0: tl.constexpr = NH - 1
     R0: tl.constexpr = 2 * NH - 1
-    # grid-stride over row blocks: the launcher caps the programs (and so `part`)
-    for blk in range(pid, tl.cdiv(B, BLOCK_B), tl.num_programs(0)):
-        # the previous block's read-modify-writes of `part` and the scratch, by other threads
-        tl.debug_barrier()
-        rows = blk * BLOCK_B + tl.arange(0, BLOCK_B).to(tl.int64)  # blk: a Python int in the interpreter
-        cols = tl.arange(0, DQ)
-        rmask = rows < B
-        mask = rmask[:, None] & (cols[None, :] < D)
-        idx = rows[:, None] * D + cols[None, :]
-        x = tl.load(x_ptr + idx, mask=mask, other=0.0).to(ACC)
+    # row block of this program in this launch (the launcher caps the programs per launch)
+    rows = (pid + blk0).to(tl.int64) * BLOCK_B + tl.arange(0, BLOCK_B)
+    cols = tl.arange(0, DQ)
+    rmask = rows < B
+    mask = rmask[:, None] & (cols[None, :] < D)
+    idx = rows[:, None] * D + cols[None, :]
+    x = tl.load(x_ptr + idx, mask=mask, other=0.0).to(ACC)
 
-        # ---- 1. forward: a_l
-        a1 = _matmul(x, _w1t(p_ptr, DP, DQ, HP), PREC) + tl.load(bias_base + offs_h)[None, :]
-        h, _d, _dd = _act2(a1, slope, ACT)
-        a1 = _put(a1, scr, 0, BLOCK_B, HP, SCR)
-        if NH >= 2:
-            a2, h = _fwd(h, p_ptr, 2, slope, DP, HP, NH, ACT, PREC)
-            a2 = _put(a2, scr, 1, BLOCK_B, HP, SCR)
-        if NH >= 3:
-            a3, h = _fwd(h, p_ptr, 3, slope, DP, HP, NH, ACT, PREC)
-            a3 = _put(a3, scr, 2, BLOCK_B, HP, SCR)
-        if NH >= 4:
-            a4, h = _fwd(h, p_ptr, 4, slope, DP, HP, NH, ACT, PREC)
-            a4 = _put(a4, scr, 3, BLOCK_B, HP, SCR)
-        if NH >= 5:
-            a5, h = _fwd(h, p_ptr, 5, slope, DP, HP, NH, ACT, PREC)
-            a5 = _put(a5, scr, 4, BLOCK_B, HP, SCR)
-        if NH >= 6:
-            a6, h = _fwd(h, p_ptr, 6, slope, DP, HP, NH, ACT, PREC)
-            a6 = _put(a6, scr, 5, BLOCK_B, HP, SCR)
-        # needed with SCR (the scratch rows are read back by other threads, in other layouts); without,
-        # the barriers between passes keep the compiler from hoisting the next pass's weight loads
-        # (AOT sm_90: fewer spilled bytes)
-        tl.debug_barrier()
+    # ---- 1. forward: a_l
+    a1 = _matmul(x, _w1t(p_ptr, DP, DQ, HP), PREC) + tl.load(bias_base + offs_h)[None, :]
+    h, _d, _dd = _act2(a1, slope, ACT)
+    a1 = _put(a1, scr, 0, BLOCK_B, HP, SCR)
+    if NH >= 2:
+        a2, h = _fwd(h, p_ptr, 2, slope, DP, HP, NH, ACT, PREC)
+        a2 = _put(a2, scr, 1, BLOCK_B, HP, SCR)
+    if NH >= 3:
+        a3, h = _fwd(h, p_ptr, 3, slope, DP, HP, NH, ACT, PREC)
+        a3 = _put(a3, scr, 2, BLOCK_B, HP, SCR)
+    if NH >= 4:
+        a4, h = _fwd(h, p_ptr, 4, slope, DP, HP, NH, ACT, PREC)
+        a4 = _put(a4, scr, 3, BLOCK_B, HP, SCR)
+    if NH >= 5:
+        a5, h = _fwd(h, p_ptr, 5, slope, DP, HP, NH, ACT, PREC)
+        a5 = _put(a5, scr, 4, BLOCK_B, HP, SCR)
+    if NH >= 6:
+        a6, h = _fwd(h, p_ptr, 6, slope, DP, HP, NH, ACT, PREC)
+        a6 = _put(a6, scr, 5, BLOCK_B, HP, SCR)
+    # needed with SCR (the scratch rows are read back by other threads, in other layouts); without,
+    # the barriers between passes keep the compiler from hoisting the next pass's weight loads
+    # (AOT sm_90: fewer spilled bytes)
+    tl.debug_barrier()
 
-        # ---- 2. backward of E: g_l = dE/dh_l, from g_NH = w_out down
-        g = tl.zeros([BLOCK_B, HP], dtype=ACC) + w_out[None, :]
-        if NH >= 6:
-            g6 = _put(g, scr, G0 + 6, BLOCK_B, HP, SCR)
-            g = _gstep(g, _get(a6, scr, 5, BLOCK_B, HP, SCR), p_ptr, 6, slope, DP, HP, ACT, PREC)
-        if NH >= 5:
-            g5 = _put(g, scr, G0 + 5, BLOCK_B, HP, SCR)
-            g = _gstep(g, _get(a5, scr, 4, BLOCK_B, HP, SCR), p_ptr, 5, slope, DP, HP, ACT, PREC)
-        if NH >= 4:
-            g4 = _put(g, scr, G0 + 4, BLOCK_B, HP, SCR)
-            g = _gstep(g, _get(a4, scr, 3, BLOCK_B, HP, SCR), p_ptr, 4, slope, DP, HP, ACT, PREC)
-        if NH >= 3:
-            g3 = _put(g, scr, G0 + 3, BLOCK_B, HP, SCR)
-            g = _gstep(g, _get(a3, scr, 2, BLOCK_B, HP, SCR), p_ptr, 3, slope, DP, HP, ACT, PREC)
-        if NH >= 2:
-            g2 = _put(g, scr, G0 + 2, BLOCK_B, HP, SCR)
-            g = _gstep(g, _get(a2, scr, 1, BLOCK_B, HP, SCR), p_ptr, 2, slope, DP, HP, ACT, PREC)
-        g1 = _put(g, scr, G0 + 1, BLOCK_B, HP, SCR)
-        tl.debug_barrier()
+    # ---- 2. backward of E: g_l = dE/dh_l, from g_NH = w_out down
+    g = tl.zeros([BLOCK_B, HP], dtype=ACC) + w_out[None, :]
+    if NH >= 6:
+        g6 = _put(g, scr, G0 + 6, BLOCK_B, HP, SCR)
+        g = _gstep(g, _get(a6, scr, 5, BLOCK_B, HP, SCR), p_ptr, 6, slope, DP, HP, ACT, PREC)
+    if NH >= 5:
+        g5 = _put(g, scr, G0 + 5, BLOCK_B, HP, SCR)
+        g = _gstep(g, _get(a5, scr, 4, BLOCK_B, HP, SCR), p_ptr, 5, slope, DP, HP, ACT, PREC)
+    if NH >= 4:
+        g4 = _put(g, scr, G0 + 4, BLOCK_B, HP, SCR)
+        g = _gstep(g, _get(a4, scr, 3, BLOCK_B, HP, SCR), p_ptr, 4, slope, DP, HP, ACT, PREC)
+    if NH >= 3:
+        g3 = _put(g, scr, G0 + 3, BLOCK_B, HP, SCR)
+        g = _gstep(g, _get(a3, scr, 2, BLOCK_B, HP, SCR), p_ptr, 3, slope, DP, HP, ACT, PREC)
+    if NH >= 2:
+        g2 = _put(g, scr, G0 + 2, BLOCK_B, HP, SCR)
+        g = _gstep(g, _get(a2, scr, 1, BLOCK_B, HP, SCR), p_ptr, 2, slope, DP, HP, ACT, PREC)
+    g1 = _put(g, scr, G0 + 1, BLOCK_B, HP, SCR)
+    tl.debug_barrier()
 
-        # ---- 3. v pass (layer 1 at width DQ, then l = 2..NH); keeps r_l
-        v0 = tl.load(gg_ptr + idx, mask=mask, other=0.0).to(ACC)
-        ge = tl.load(ge_ptr + rows, mask=rmask, other=0.0).to(ACC)
-        u = _matmul(v0, _w1t(p_ptr, DP, DQ, HP), PREC)
-        h, d, dd = _act2(_get(a1, scr, 0, BLOCK_B, HP, SCR), slope, ACT)
-        g = _get(g1, scr, G0 + 1, BLOCK_B, HP, SCR)
-        _acc(part + offs_h[:, None] * DP + wq, _mm_tn(g * d, v0, PREC), wq < DP)
-        v = u * d
-        r = u * g * dd
-        if NH >= 2:
-            r1 = _put(r, scr, R0 + 1, BLOCK_B, HP, SCR)
-            v, h, d, r = _vstep(v, _get(a2, scr, 1, BLOCK_B, HP, SCR), _get(g2, scr, G0 + 2, BLOCK_B, HP, SCR),
-                                p_ptr, part, 2, slope, DP, HP, ACT, PREC)
-        if NH >= 3:
-            r2 = _put(r, scr, R0 + 2, BLOCK_B, HP, SCR)
-            v, h, d, r = _vstep(v, _get(a3, scr, 2, BLOCK_B, HP, SCR), _get(g3, scr, G0 + 3, BLOCK_B, HP, SCR),
-                                p_ptr, part, 3, slope, DP, HP, ACT, PREC)
-        if NH >= 4:
-            r3 = _put(r, scr, R0 + 3, BLOCK_B, HP, SCR)
-            v, h, d, r = _vstep(v, _get(a4, scr, 3, BLOCK_B, HP, SCR), _get(g4, scr, G0 + 4, BLOCK_B, HP, SCR),
-                                p_ptr, part, 4, slope, DP, HP, ACT, PREC)
-        if NH >= 5:
-            r4 = _put(r, scr, R0 + 4, BLOCK_B, HP, SCR)
-            v, h, d, r = _vstep(v, _get(a5, scr, 4, BLOCK_B, HP, SCR), _get(g5, scr, G0 + 5, BLOCK_B, HP, SCR),
-                                p_ptr, part, 5, slope, DP, HP, ACT, PREC)
-        if NH >= 6:
-            r5 = _put(r, scr, R0 + 5, BLOCK_B, HP, SCR)
-            v, h, d, r = _vstep(v, _get(a6, scr, 5, BLOCK_B, HP, SCR), _get(g6, scr, G0 + 6, BLOCK_B, HP, SCR),
-                                p_ptr, part, 6, slope, DP, HP, ACT, PREC)
-        # output layer: dw_out = sum_t (v_NH + gE h_NH), db_out = sum_t gE (slot 0 of the last HP block)
-        _acc(part + HP * DP + (NH - 1) * HP * HP + NH * HP + offs_h, tl.sum(v + ge[:, None] * h, axis=0))
-        _acc(part + HP * DP + (NH - 1) * HP * HP + NH * HP + HP + offs_h,
+    # ---- 3. v pass (layer 1 at width DQ, then l = 2..NH); keeps r_l
+    v0 = tl.load(gg_ptr + idx, mask=mask, other=0.0).to(ACC)
+    ge = tl.load(ge_ptr + rows, mask=rmask, other=0.0).to(ACC)
+    u = _matmul(v0, _w1t(p_ptr, DP, DQ, HP), PREC)
+    h, d, dd = _act2(_get(a1, scr, 0, BLOCK_B, HP, SCR), slope, ACT)
+    g = _get(g1, scr, G0 + 1, BLOCK_B, HP, SCR)
+    tl.store(part + offs_h[:, None] * DP + wq, _mm_tn(g * d, v0, PREC), mask=wq < DP)
+    v = u * d
+    r = u * g * dd
+    if NH >= 2:
+        r1 = _put(r, scr, R0 + 1, BLOCK_B, HP, SCR)
+        v, h, d, r = _vstep(v, _get(a2, scr, 1, BLOCK_B, HP, SCR), _get(g2, scr, G0 + 2, BLOCK_B, HP, SCR),
+                            p_ptr, part, 2, slope, DP, HP, ACT, PREC)
+    if NH >= 3:
+        r2 = _put(r, scr, R0 + 2, BLOCK_B, HP, SCR)
+        v, h, d, r = _vstep(v, _get(a3, scr, 2, BLOCK_B, HP, SCR), _get(g3, scr, G0 + 3, BLOCK_B, HP, SCR),
+                            p_ptr, part, 3, slope, DP, HP, ACT, PREC)
+    if NH >= 4:
+        r3 = _put(r, scr, R0 + 3, BLOCK_B, HP, SCR)
+        v, h, d, r = _vstep(v, _get(a4, scr, 3, BLOCK_B, HP, SCR), _get(g4, scr, G0 + 4, BLOCK_B, HP, SCR),
+                            p_ptr, part, 4, slope, DP, HP, ACT, PREC)
+    if NH >= 5:
+        r4 = _put(r, scr, R0 + 4, BLOCK_B, HP, SCR)
+        v, h, d, r = _vstep(v, _get(a5, scr, 4, BLOCK_B, HP, SCR), _get(g5, scr, G0 + 5, BLOCK_B, HP, SCR),
+                            p_ptr, part, 5, slope, DP, HP, ACT, PREC)
+    if NH >= 6:
+        r5 = _put(r, scr, R0 + 5, BLOCK_B, HP, SCR)
+        v, h, d, r = _vstep(v, _get(a6, scr, 5, BLOCK_B, HP, SCR), _get(g6, scr, G0 + 6, BLOCK_B, HP, SCR),
+                            p_ptr, part, 6, slope, DP, HP, ACT, PREC)
+    # output layer: dw_out = sum_t (v_NH + gE h_NH), db_out = sum_t gE (slot 0 of the last HP block)
+    tl.store(part + HP * DP + (NH - 1) * HP * HP + NH * HP + offs_h, tl.sum(v + ge[:, None] * h, axis=0))
+    tl.store(part + HP * DP + (NH - 1) * HP * HP + NH * HP + HP + offs_h,
              tl.where(offs_h == 0, tl.sum(ge, axis=0), 0.0).to(ACC))
-        # the s pass reads back this program's dW_l rows (and the scratch) written by other threads
-        tl.debug_barrier()
+    # the s pass reads back this program's dW_l rows (and the scratch) written by other threads
+    tl.debug_barrier()
 
-        # ---- 4. s pass: s_NH = r_NH + gE w_out sigma'(a_NH), down to grad_x = s_1 W_1
-        s = r + ge[:, None] * w_out[None, :] * d
-        if NH >= 6:
-            s = _sstep(s, _get(a5, scr, 4, BLOCK_B, HP, SCR), _get(r5, scr, R0 + 5, BLOCK_B, HP, SCR), p_ptr, part,
-                       6, slope, DP, HP, NH, ACT, PREC)
-        if NH >= 5:
-            s = _sstep(s, _get(a4, scr, 3, BLOCK_B, HP, SCR), _get(r4, scr, R0 + 4, BLOCK_B, HP, SCR), p_ptr, part,
-                       5, slope, DP, HP, NH, ACT, PREC)
-        if NH >= 4:
-            s = _sstep(s, _get(a3, scr, 2, BLOCK_B, HP, SCR), _get(r3, scr, R0 + 3, BLOCK_B, HP, SCR), p_ptr, part,
-                       4, slope, DP, HP, NH, ACT, PREC)
-        if NH >= 3:
-            s = _sstep(s, _get(a2, scr, 1, BLOCK_B, HP, SCR), _get(r2, scr, R0 + 2, BLOCK_B, HP, SCR), p_ptr, part,
-                       3, slope, DP, HP, NH, ACT, PREC)
-        if NH >= 2:
-            s = _sstep(s, _get(a1, scr, 0, BLOCK_B, HP, SCR), _get(r1, scr, R0 + 1, BLOCK_B, HP, SCR), p_ptr, part,
-                       2, slope, DP, HP, NH, ACT, PREC)
-        # layer 1: db_1, dW_1 += s_1^T x, grad_x = s_1 W_1
-        _acc(part + HP * DP + (NH - 1) * HP * HP + offs_h, tl.sum(s, axis=0))
-        _acc(part + offs_h[:, None] * DP + wq, _mm_tn(s, x, PREC), wq < DP)
-        gx = _matmul(s, _w1(p_ptr, DP, DQ, HP), PREC)
-        tl.store(gx_ptr + idx, gx.to(gx_ptr.dtype.element_ty), mask=mask)
+    # ---- 4. s pass: s_NH = r_NH + gE w_out sigma'(a_NH), down to grad_x = s_1 W_1
+    s = r + ge[:, None] * w_out[None, :] * d
+    if NH >= 6:
+        s = _sstep(s, _get(a5, scr, 4, BLOCK_B, HP, SCR), _get(r5, scr, R0 + 5, BLOCK_B, HP, SCR), p_ptr, part,
+                   6, slope, DP, HP, NH, ACT, PREC)
+    if NH >= 5:
+        s = _sstep(s, _get(a4, scr, 3, BLOCK_B, HP, SCR), _get(r4, scr, R0 + 4, BLOCK_B, HP, SCR), p_ptr, part,
+                   5, slope, DP, HP, NH, ACT, PREC)
+    if NH >= 4:
+        s = _sstep(s, _get(a3, scr, 2, BLOCK_B, HP, SCR), _get(r3, scr, R0 + 3, BLOCK_B, HP, SCR), p_ptr, part,
+                   4, slope, DP, HP, NH, ACT, PREC)
+    if NH >= 3:
+        s = _sstep(s, _get(a2, scr, 1, BLOCK_B, HP, SCR), _get(r2, scr, R0 + 2, BLOCK_B, HP, SCR), p_ptr, part,
+                   3, slope, DP, HP, NH, ACT, PREC)
+    if NH >= 2:
+        s = _sstep(s, _get(a1, scr, 0, BLOCK_B, HP, SCR), _get(r1, scr, R0 + 1, BLOCK_B, HP, SCR), p_ptr, part,
+                   2, slope, DP, HP, NH, ACT, PREC)
+    # layer 1: db_1, dW_1 += s_1^T x, grad_x = s_1 W_1
+    tl.store(part + HP * DP + (NH - 1) * HP * HP + offs_h, tl.sum(s, axis=0))
+    _acc(part + offs_h[:, None] * DP + wq, _mm_tn(s, x, PREC), wq < DP)
+    gx = _matmul(s, _w1(p_ptr, DP, DQ, HP), PREC)
+    tl.store(gx_ptr + idx, gx.to(gx_ptr.dtype.element_ty), mask=mask)

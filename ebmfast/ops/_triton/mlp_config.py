@@ -11,7 +11,7 @@ The CPU interpreter computes every dot exactly.
 Launch configurations: `mlp_launch_config` (one function for the three MLP kernels, GPU sizes
 from ahead-of-time compiles for sm_90, interpreter sizes under TRITON_INTERPRET=1). The
 registers, spills and shared memory of each configuration are in docs/triton_kernels.md and are
-checked by tests/ops/test_triton_aot.py.
+checked by tests/ops/test_mlp_triton_aot.py.
 """
 from __future__ import annotations
 
@@ -30,9 +30,10 @@ if DOT_PRECISION_F32 not in ("ieee", "tf32", "tf32x3"):
     raise ValueError(f"EBMFAST_TRITON_F32_DOT must be ieee, tf32 or tf32x3, got {DOT_PRECISION_F32!r}")
 
 KERNELS = ("energy_grad", "chain", "backward")
-# programs of the backward per streaming multiprocessor: its grid-stride loop needs no more to
-# fill the GPU (one block per SM fits at HP = 128), and each program owns one row of partial sums
-BWD_PROGRAMS_PER_SM = 4
+# programs per launch of the backward, per streaming multiprocessor: one wave at HP = 128 (two
+# blocks per SM fit its shared memory); each program owns one row of the partial-sum buffer
+# (at width 128, float32, 3 hidden layers: 134 KB a row, 35 MB on a 132-SM GPU at any batch size)
+BWD_PROGRAMS_PER_SM = 2
 
 
 def pow2(n: int) -> int:
@@ -78,6 +79,18 @@ def not_supported_reasons(x: torch.Tensor, weights: Sequence[torch.Tensor], act:
     return reasons
 
 
+def backward_not_supported_reasons(x: torch.Tensor, weights: Sequence[torch.Tensor], act: int) -> list[str]:
+    """Why the Triton MLP backward kernel cannot take these inputs (empty list: it can): the limits
+    of `not_supported_reasons`, and on GPUs float64 only up to width 64. (float64 at width 128,
+    AOT-compiled for sm_90: 16-33 KB of spills per thread under Triton 3.6 / 3.8 whatever the
+    block size and warps; 152 KB of shared memory.)"""
+    reasons = not_supported_reasons(x, weights, act)
+    if not reasons and x.device.type == "cuda" and x.dtype == torch.float64 and padded_width(weights) > 64:
+        reasons.append(f"the triton MLP backward on GPUs takes float64 only with hidden widths <= 64, got "
+                       f"{max(int(w.shape[0]) for w in weights[:-1])} (the cuda backend takes it)")
+    return reasons
+
+
 def mlp_launch_config(kernel: str, hp: int, batch: int, f64: bool, interpret: bool) -> tuple[int, int]:
     """(BLOCK_B, num_warps) of an MLP kernel ("energy_grad", "chain" or "backward") at padded width HP.
 
@@ -97,7 +110,9 @@ def mlp_launch_config(kernel: str, hp: int, batch: int, f64: bool, interpret: bo
         return 16, 4
     if hp <= 32:
         return 64, 4
-    return 32, 8  # HP 64 at (32, 4): 12 B (Triton 3.8) / 296-580 B (3.6) of spills; 8 warps: 0
+    if hp <= 64:
+        return 32, 8  # (32, 4): 12 B (Triton 3.8) / 296-580 B (3.6) of spills; 8 warps: 0
+    return 16, 8  # (32, 8): 764 B (energy) / 2.9 KB (chain) under Triton 3.6; (16, 8): 60 B / 1.5 KB
 
 
 def bwd_dq(dp: int) -> int:
@@ -114,7 +129,8 @@ def bwd_use_scratch(hp: int) -> bool:
 
 
 def bwd_max_programs(device: torch.device, interpret: bool) -> int:
-    """Cap of the backward's grid (its partial-sum buffer has one row per program)."""
+    """Programs per launch of the backward (its partial-sum buffer has one row per program; larger
+    batches take several launches)."""
     if interpret or device.type != "cuda":
         return 1 << 30  # the interpreter runs programs one by one: no cap needed
     return BWD_PROGRAMS_PER_SM * torch.cuda.get_device_properties(device).multi_processor_count

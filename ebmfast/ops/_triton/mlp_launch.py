@@ -24,8 +24,11 @@ from typing import Optional, Sequence
 
 import torch
 
-from .mlp_config import (bwd_dq, bwd_max_programs, bwd_use_scratch, interpreting, kernel_meta, mlp_launch_config,
-                         padded_width, pow2)
+from .mlp_config import (backward_not_supported_reasons, bwd_dq, bwd_max_programs, bwd_use_scratch, interpreting,
+                         kernel_meta, mlp_launch_config, not_supported_reasons, padded_width, pow2)
+
+__all__ = ["backward_not_supported_reasons", "chain_launch", "energy_grad_backward_launch", "energy_grad_launch",
+           "f64_bits", "not_supported_reasons", "pack_mlp_params", "triton_ops", "unpack_mlp_grads"]
 
 
 def f64_bits(v: float) -> int:
@@ -184,9 +187,10 @@ def energy_grad_backward_launch(x, weights, biases, act: int, slope: float, save
 
     x [B, D] float32/64; grad_e [B] and grad_g [B, D] the cotangents of E and grad_x E. `saved`
     is not read: the kernel recomputes the forward in registers (GPU forwards do not save).
-    At most `max_programs` programs (default `bwd_max_programs`) stride over the row blocks; their
-    parameter-gradient partial sums [n_programs, total] are summed here (deterministic; no
-    atomics). block_b / scratch / max_programs override the configuration (tests)."""
+    Launches of at most `max_programs` programs (default `bwd_max_programs`), one row block each,
+    cover the batch; after each, its parameter-gradient partial sums [n_programs, total] are summed
+    here (deterministic; no atomics), so that buffer stays small at any batch size.
+    block_b / scratch / max_programs override the configuration (tests)."""
     import triton
 
     from .mlp_backward import _mlp_energy_grad_bwd_kernel
@@ -207,16 +211,21 @@ def energy_grad_backward_launch(x, weights, biases, act: int, slope: float, save
     gx = torch.empty_like(x)
     bb, warps = _block("backward", hp, b, x.dtype, block_b)
     cap = max_programs if max_programs is not None else bwd_max_programs(x.device, interpreting())
-    n_prog = min(triton.cdiv(b, bb), cap)
-    part = x.new_zeros(n_prog, buf.numel())  # the programs accumulate into their rows
+    n_blocks = triton.cdiv(b, bb)
+    n_prog = min(n_blocks, cap)
+    part = x.new_empty(n_prog, buf.numel())  # each launch writes every element of its programs' rows
     scr = bwd_use_scratch(hp) if scratch is None else bool(scratch)
     scr_buf = x.new_empty(n_prog * 3 * nh * bb * hp) if scr else part
-    kernel[(n_prog,)](
-        x, buf, grad_e, grad_g, gx, part, scr_buf, b,
-        D=d, DP=dp, DQ=bwd_dq(dp), HP=hp, NH=nh, ACT=int(act), BLOCK_B=bb, SCR=scr, num_warps=warps,
-        num_stages=1, **kernel_meta(x.dtype),
-    )
-    gw, gb = unpack_mlp_grads(part.sum(0), weights, len(biases), dp, hp)
+    flat = None
+    for blk0 in range(0, n_blocks, n_prog):  # launches and sums on one stream: ordered, no synchronisation
+        n = min(n_prog, n_blocks - blk0)
+        kernel[(n,)](
+            x, buf, grad_e, grad_g, gx, part, scr_buf, b, blk0,
+            D=d, DP=dp, DQ=bwd_dq(dp), HP=hp, NH=nh, ACT=int(act), BLOCK_B=bb, SCR=scr, num_warps=warps,
+            num_stages=1, **kernel_meta(x.dtype),
+        )
+        flat = part[:n].sum(0) if flat is None else flat + part[:n].sum(0)
+    gw, gb = unpack_mlp_grads(flat, weights, len(biases), dp, hp)
     return gx, gw, gb
 
 
