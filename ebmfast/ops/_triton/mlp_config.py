@@ -82,8 +82,8 @@ def not_supported_reasons(x: torch.Tensor, weights: Sequence[torch.Tensor], act:
 def backward_not_supported_reasons(x: torch.Tensor, weights: Sequence[torch.Tensor], act: int) -> list[str]:
     """Why the Triton MLP backward kernel cannot take these inputs (empty list: it can): the limits
     of `not_supported_reasons`, and on GPUs float64 only up to width 64. (float64 at width 128,
-    AOT-compiled for sm_90: 16-33 KB of spills per thread under Triton 3.6 / 3.8 whatever the
-    block size and warps; 152 KB of shared memory.)"""
+    AOT-compiled for sm_90 with 16 rows, the fewest tl.dot takes, and 4 or 8 warps: 16-29 KB of
+    spills per thread under Triton 3.6 / 3.8, and 152 KB of shared memory.)"""
     reasons = not_supported_reasons(x, weights, act)
     if not reasons and x.device.type == "cuda" and x.dtype == torch.float64 and padded_width(weights) > 64:
         reasons.append(f"the triton MLP backward on GPUs takes float64 only with hidden widths <= 64, got "
@@ -110,9 +110,8 @@ def mlp_launch_config(kernel: str, hp: int, batch: int, f64: bool, interpret: bo
         return 16, 4
     if hp <= 32:
         return 64, 4
-    if hp <= 64:
-        return 32, 8  # (32, 4): 12 B (Triton 3.8) / 296-580 B (3.6) of spills; 8 warps: 0
-    return 16, 8  # (32, 8): 764 B (energy) / 2.9 KB (chain) under Triton 3.6; (16, 8): 60 B / 1.5 KB
+    # HP 64: (32, 4) spilled up to 0.6 KB, (32, 8) 2.1-3.5 KB at D >= 16; HP 128: (32, 8) 0.8-2.9 KB
+    return 16, 8
 
 
 def bwd_dq(dp: int) -> int:
