@@ -230,7 +230,7 @@ def test_gradient_penalty_through_triton_forward_and_backward(triton_backward):
 
 
 def test_backward_support_reasons():
-    """float64 at width 128 is declined on GPUs only (it compiles to 16-33 KB of spills per thread);
+    """float64 at width 128 is declined on GPUs only (it compiles to 16-29 KB of spills per thread);
     everything not_supported_reasons refuses is refused too."""
     from types import SimpleNamespace
 
