@@ -182,7 +182,7 @@ def chain_launch(x0, weights, biases, act: int, slope: float, n_steps: int, step
 def energy_grad_backward_launch(x, weights, biases, act: int, slope: float, saved, grad_e, grad_g, kernel=None,
                                 block_b: Optional[int] = None, scratch: Optional[bool] = None,
                                 max_programs: Optional[int] = None):
-    """VJP of (E, grad_x E) by one launch: (grad_x [B, D], [grad W_l], [grad b_l]), as
+    """VJP of (E, grad_x E): (grad_x [B, D], [grad W_l], [grad b_l]), as
     ebmfast::mlp_energy_grad_backward (csrc/mlp_schemas.cpp).
 
     x [B, D] float32/64; grad_e [B] and grad_g [B, D] the cotangents of E and grad_x E. `saved`
