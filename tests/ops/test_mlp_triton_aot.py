@@ -17,7 +17,7 @@ Budgets, per thread (ptxas "bytes spill stores"), chosen from measurements under
   * shared memory: the H100's 227 KB per block.
 The float64 backward at width 128 is not compiled: at 16 rows (tl.dot's minimum) with 4 or 8 warps
 it spills 16-29 KB per thread, and the backend declines it on GPUs (backward_not_supported_reasons).
-CI compiles every kernel at width 32 in both dtypes (about a minute on 2 cores); the widths 64 /
+CI compiles every kernel at width 32 in both dtypes (about 20 s on 2 idle cores); the widths 64 /
 128, 6 layers and D >= 16 are @pytest.mark.slow (ptxas takes minutes per width-128 kernel).
 """
 import json
