@@ -1,4 +1,5 @@
-"""Triton kernels of the fused MLP energy (ebmfast/ops/_triton/mlp_energy.py), run by the CPU
+"""Triton kernels of the fused MLP energy (ebmfast/ops/_triton/mlp_energy.py) through their
+launchers and raw ops (ebmfast/ops/_triton/mlp_launch.py) and the public API, run by the CPU
 interpreter (TRITON_INTERPRET=1, set in tests/conftest.py) against the references of
 ebmfast/ops/mlp_energy.py.
 
@@ -6,8 +7,7 @@ The interpreter pays per program, so the grids are small (one program of up to 2
 or a forced BLOCK_B=16 where program boundaries are the point). Covered: every activation,
 odd batches and widths, D < 16 (broadcast layer 1) and D >= 16 (tl.dot), widths padded
 to 16 / 32 / 64 / 128, 1..6 hidden layers, biases or none, float64 and float32, `saved`,
-act'(a_l) kept in registers or in the scratch buffer, the analytic double backward through
-the triton_op, whole chains against the step-by-step
+the analytic double backward through the public API, whole chains against the step-by-step
 reference (identical Philox noise), clip / clamp / reference term / records / non-finite
 detection, and dispatch (explicit triton requests that the kernels cannot take raise).
 """
@@ -36,7 +36,7 @@ TOL = {torch.float64: (1e-12, 1e-11), torch.float32: (2e-5, 2e-5)}
 
 
 def _ops():
-    from ebmfast.ops._triton_mlp_register import triton_ops
+    from ebmfast.ops._triton.mlp_launch import triton_ops
 
     return triton_ops()
 
@@ -79,9 +79,8 @@ def test_energy_grad_shapes(shape, dtype):
     _close(g, g_ref, f"{shape} {dtype} grad", dtype, scale=10)
 
 
-@pytest.mark.parametrize("scratch", [False, True], ids=["d-in-registers", "d-in-scratch"])
-def test_energy_grad_several_programs_and_float32_tolerance(scratch):
-    from ebmfast.ops._triton_mlp_register import energy_grad_launch
+def test_energy_grad_several_programs_and_float32_tolerance():
+    from ebmfast.ops._triton.mlp_launch import energy_grad_launch
 
     ws, bs = _net(5, (24, 40, 7))
     x = torch.randn(53, 5, dtype=torch.float64)  # 4 programs of 16, the last one 5 rows
@@ -89,7 +88,7 @@ def test_energy_grad_several_programs_and_float32_tolerance(scratch):
     for dtype in (torch.float64, torch.float32):
         cast = lambda t: t.to(dtype)  # noqa: E731
         e, g, _ = energy_grad_launch(cast(x), list(map(cast, ws)), list(map(cast, bs)), 3, 0.07, False,
-                                     block_b=16, scratch=scratch)
+                                     block_b=16)
         _close(e, e_ref, f"{dtype} energy, BLOCK_B=16", dtype)
         _close(g, g_ref, f"{dtype} grad, BLOCK_B=16", dtype)
 
@@ -152,22 +151,22 @@ def test_chain_matches_step_by_step_reference(name, dtype):
     assert int(got[3]) == int(want[3]) == -1
 
 
-def test_chain_with_scratch_and_several_programs():
-    from ebmfast.ops._triton_mlp_register import chain_launch
+def test_chain_with_several_programs():
+    from ebmfast.ops._triton.mlp_launch import chain_launch
 
     ws, bs = _net(3, (16, 20, 16), scale=1.0)
     x0 = torch.randn(40, 3, dtype=torch.float64)
     args = _chain_args(x0, ws, bs, act=4, ref=0.3, clip=2, cv=1.0)
-    got = chain_launch(*args, block_b=16, scratch=True)
+    got = chain_launch(*args, block_b=16)
     want = mlp_langevin_chain_ref(*args)
     for a, b, what in zip(got[:3], want[:3], ("x", "trajectory", "energies")):
-        _close(a, b, f"scratch chain {what}")
+        _close(a, b, f"3 programs, chain {what}")
 
 
 def test_chain_noise_is_the_langevin_step_stream_across_programs():
     """Zero weights: grad E = 0, so one step adds exactly noise_scale * philox_normal(x, seed, 0).
     B*D = 111 (not a multiple of 4) over programs of 16 rows: Philox groups straddle programs."""
-    from ebmfast.ops._triton_mlp_register import chain_launch
+    from ebmfast.ops._triton.mlp_launch import chain_launch
 
     ws = [torch.zeros(16, 3, dtype=torch.float64), torch.zeros(1, 16, dtype=torch.float64)]
     x0 = torch.randn(37, 3, dtype=torch.float64)
@@ -243,7 +242,7 @@ def test_opcheck_triton_ops():
 def test_support_reasons_name_each_limit():
     from types import SimpleNamespace
 
-    from ebmfast.ops._triton_mlp_register import not_supported_reasons
+    from ebmfast.ops._triton.mlp_config import not_supported_reasons
 
     def fake_x(d, device):  # only what not_supported_reasons reads; no GPU needed
         return SimpleNamespace(dim=lambda: 2, shape=(5, d), device=torch.device(device), dtype=torch.float32)
@@ -257,3 +256,42 @@ def test_support_reasons_name_each_limit():
     ws, _ = _net(200, (8,))
     assert any("D <= 128" in r for r in not_supported_reasons(fake_x(200, "cpu"), ws, 2))
     assert any("activation" in r for r in not_supported_reasons(fake_x(200, "cpu"), ws, 9))
+
+
+def test_launch_config_gpu_sizes_only_off_the_interpreter():
+    """One configuration function: interpreter-sized blocks (one program for up to 256 rows) only
+    under the interpreter, the AOT-checked GPU sizes (tests/ops/test_mlp_triton_aot.py) otherwise."""
+    from ebmfast.ops._triton.langevin_launch import langevin_launch_config
+    from ebmfast.ops._triton.mlp_config import mlp_launch_config
+
+    for kernel in ("energy_grad", "chain", "backward"):
+        assert mlp_launch_config(kernel, 64, 200, False, interpret=True) == (256, 4)
+        for hp in (16, 32, 64, 128):
+            for f64 in (False, True):
+                bb, warps = mlp_launch_config(kernel, hp, 10_000, f64, interpret=False)
+                assert 16 <= bb <= 64 and warps in (4, 8), (kernel, hp, f64, bb, warps)
+    assert langevin_launch_config(True, interpret=False)[0] < langevin_launch_config(True, interpret=True)[0]
+    with pytest.raises(ValueError, match="kernel must be one of"):
+        mlp_launch_config("forward", 64, 10, False, interpret=False)
+
+
+def test_float_arguments_keep_float64_precision():
+    """Scalars travel as float64 bit patterns (no device tensor, no host-device copy): a float32
+    kernel argument would round step_size = 0.1 to 0.10000000149 and miss 1e-12."""
+    from ebmfast.ops._triton.mlp_launch import chain_launch, f64_bits
+
+    for v in (0.1, -2.5e-300, 1e30, 0.0, -0.0, 7.0):
+        assert torch.tensor([f64_bits(v)], dtype=torch.int64).view(torch.float64).item() == v
+    ws, bs = _net(2, (16,), scale=1.0)
+    x0 = torch.randn(5, 2, dtype=torch.float64)
+    args = _chain_args(x0, ws, bs, n_steps=3, step=0.1, noise=0.0, ref=0.3, lo=-0.7, hi=0.9, clip=1, cv=0.3)
+    got, want = chain_launch(*args), mlp_langevin_chain_ref(*args)
+    torch.testing.assert_close(got[0], want[0], atol=1e-14, rtol=1e-14)
+
+
+def test_bad_block_size_is_refused():
+    from ebmfast.ops._triton.mlp_launch import energy_grad_launch
+
+    ws, bs = _net(2, (16,))
+    with pytest.raises(ValueError, match="block_b must be a power of two >= 16"):
+        energy_grad_launch(torch.randn(3, 2, dtype=torch.float64), ws, bs, 2, 0.0, False, block_b=24)

@@ -7,24 +7,19 @@ The interpreter pays per program, so grids are small: one program of up to 256 p
 forced BLOCK_B=16 where program boundaries and the partial-sum reduction are the point (B is
 never a multiple of the tile). Covered: every activation code, input dims 1 / 2 / 10 / 19, widths
 1 / 3 / 64 / 127 / 128 and mixed, 1..6 hidden layers, biases or none, grad_e zero / nonzero and
-grad_g zero, kept tiles in registers or in the scratch buffer, float32 against the float64
-reference (tests/ebmfast_testing.py TOLERANCES), the registered triton_op (schema, fake
-kernel), the gradient-norm penalty and a gradient penalty through mlp_energy_grad routed through
-this kernel against autograd double backward, and which backward the GPU dispatch picks.
-The GPU code generation is checked by an ahead-of-time compile for sm_90 (no GPU needed).
+grad_g zero, kept tiles in registers or in the scratch buffer, fewer programs than row blocks
+(several launches that cap the partial-sum buffer), float32 against the float64 reference
+(tests/ebmfast_testing.py TOLERANCES), the registered triton_op (schema, fake kernel), and the
+gradient-norm penalty and a gradient penalty with EBMFAST_BACKEND=triton against autograd
+double backward. The GPU code generation is checked ahead of time for sm_90
+(tests/ops/test_mlp_triton_aot.py; no GPU needed).
 """
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from ebmfast.energies import MLPEnergy
 from ebmfast.ops import _dispatch, grad_norm_penalty
-from ebmfast.ops import mlp_energy as mlp_mod
 from ebmfast.ops.grad_norm_penalty import penalty_from_grad
 from ebmfast.ops.mlp_activations import CODE_NAMES
 from ebmfast.ops.mlp_energy import mlp_energy_grad_backward_ref
@@ -41,7 +36,7 @@ SLOPE = 0.07
 
 
 def _launch(*args, **kw):
-    from ebmfast.ops._triton_mlp_register import energy_grad_backward_launch
+    from ebmfast.ops._triton.mlp_launch import energy_grad_backward_launch
 
     return energy_grad_backward_launch(*args, **kw)
 
@@ -131,8 +126,24 @@ def test_empty_batch_and_bad_block():
         _launch(x, ws, bs, 2, SLOPE, x.new_empty(0), ge[:2], gg)
 
 
+def test_more_row_blocks_than_programs():
+    """The launcher caps the programs per launch (the partial-sum buffer has one row each) and
+    covers the batch in several launches: 1, 2 and 3 programs over 5 blocks of 16 rows (the last
+    one 3 rows), in registers and with the scratch, give the one-launch result."""
+    ws, bs = _net(3, (20, 33, 16), seed=3)
+    x, ge, gg = _inputs(67, 3, seed=4)
+    want = mlp_energy_grad_backward_ref(x, ws, bs, 6, SLOPE, ge, gg)
+    for programs in (1, 2, 3):
+        for scratch in (False, True):
+            got = _launch(x, ws, bs, 6, SLOPE, x.new_empty(0), ge, gg, block_b=16, max_programs=programs,
+                          scratch=scratch)
+            _compare(got, want, f"{programs} programs over 5 blocks, scratch={scratch}")
+    with pytest.raises(ValueError, match="max_programs must be >= 1"):
+        _launch(x, ws, bs, 6, SLOPE, x.new_empty(0), ge, gg, max_programs=0)
+
+
 def test_registered_triton_op_and_opcheck():
-    from ebmfast.ops._triton_mlp_register import triton_ops
+    from ebmfast.ops._triton.mlp_launch import triton_ops
 
     ws, bs = _net(2, (16, 5))
     x, ge, gg = _inputs(11, 2)
@@ -147,31 +158,33 @@ def test_registered_triton_op_and_opcheck():
 
 @pytest.fixture
 def triton_backward(monkeypatch):
-    """Routes ebmfast's fused VJP (mlp_energy._backward_impl, which picks the C++ kernel for CPU
-    tensors) through the Triton op, and counts the calls. The CPU penalty node (C++ ops
-    mlp_grad_norm_penalty*, which never reach _backward_impl) is switched off, so
-    grad_norm_penalty composes mlp_energy_grad with the penalty as it does on GPUs."""
+    """EBMFAST_BACKEND=triton (CPU tensors run the Triton kernels under the interpreter), and
+    counts the launches of the Triton backward. The CPU penalty node (C++ ops
+    mlp_grad_norm_penalty*) is switched off, so grad_norm_penalty composes mlp_energy_grad with
+    the penalty as it does on GPUs."""
     import importlib
 
-    from ebmfast.ops._triton_mlp_register import triton_ops
+    from ebmfast.ops._triton import mlp_launch
 
     monkeypatch.setattr(importlib.import_module("ebmfast.ops.grad_norm_penalty"), "_has_penalty_ops", lambda: False)
+    monkeypatch.setenv(_dispatch.ENV_VAR, "triton")
     calls = []
+    launch = mlp_launch.energy_grad_backward_launch
 
-    def impl(x, weights, biases, act, slope, saved, grad_e, grad_g):
+    def counted(x, *args, **kw):
         calls.append(x.shape)
-        return triton_ops().energy_grad_backward(x, list(weights), list(biases), act, slope, saved, grad_e, grad_g)
+        return launch(x, *args, **kw)
 
-    monkeypatch.setattr(mlp_mod, "_backward_impl", impl)
+    monkeypatch.setattr(mlp_launch, "energy_grad_backward_launch", counted)
     return calls
 
 
 @pytest.mark.parametrize("act,lipschitz,reduction", [("silu", 1.0, "mean"), ("gelu", None, "sum"),
                                                      ("elu", 0.5, "none")])
 def test_grad_norm_penalty_through_the_triton_backward(triton_backward, act, lipschitz, reduction):
-    """The penalty composed from mlp_energy_grad (forward C++ kernel, backward this kernel), the
-    GPU route, against autograd double backward of the plain module, gradients w.r.t. x and every parameter, with an energy term
-    (nonzero grad_e) in the loss."""
+    """The penalty composed from mlp_energy_grad (Triton forward and backward), the GPU route,
+    against autograd double backward of the plain module: gradients w.r.t. x and every
+    parameter, with an energy term (nonzero grad_e) in the loss."""
     mod = MLPEnergy(2, (64, 3), activation=act).double()
     with torch.no_grad():
         for p in mod.parameters():
@@ -201,7 +214,7 @@ def test_gradient_penalty_through_triton_forward_and_backward(triton_backward):
         m = MLPEnergy(10, (32, 32), activation="softplus").to(dtype)
         m.load_state_dict(mod.state_dict())
         xr = x.to(dtype).requires_grad_(True)
-        e, g = m.energy_and_grad(xr, backend="triton")
+        e, g = m.energy_and_grad(xr)  # EBMFAST_BACKEND=triton
         loss = ((g.norm(dim=1) - 1.0) ** 2).mean() + 0.3 * e.mean()
         got = torch.autograd.grad(loss, [xr] + list(m.parameters()))
         x2 = x.clone().requires_grad_(True)
@@ -216,102 +229,21 @@ def test_gradient_penalty_through_triton_forward_and_backward(triton_backward):
     assert len(triton_backward) == 2
 
 
-def test_gpu_backward_dispatch(monkeypatch):
-    """_backward_impl's choice for GPU tensors (decision logic only; no GPU here): CUDA kernel when
-    the extension registers one, else Triton, else the reference; EBMFAST_BACKEND is honoured."""
-    from ebmfast.ops import _triton_mlp_register as treg
-
-    ws, _ = _net(2, (16,))
-    x = torch.randn(3, 2, dtype=torch.float64)
-    state = {"cuda_ok": True}  # cuda_backward_not_supported_reasons: registration + limits + shared memory
-    monkeypatch.setattr(treg, "cuda_backward_not_supported_reasons", lambda *a: [] if state["cuda_ok"] else ["no"])
-    real_choose = _dispatch.choose
-
-    def choose(op, device, dtype, backend="auto"):  # what the dispatcher says for CUDA tensors
-        env = os.environ.get(_dispatch.ENV_VAR)
-        return env if env else "cuda"
-
-    monkeypatch.setattr(_dispatch, "choose", choose)
-    monkeypatch.delenv(_dispatch.ENV_VAR, raising=False)
-    pick = lambda w=ws: mlp_mod._gpu_backward_backend(x, w, 2)  # noqa: E731
-    assert pick() == "cuda"
-    state["cuda_ok"] = False  # no CUDA backward kernel in the extension, or a network it cannot take
-    assert pick() == "triton"
-    assert _dispatch.LAST_CHOICE[("mlp_energy_grad_backward", "cpu")] == "triton"
-    assert pick(_net(2, (16,) * 7)[0]) == "ref"  # 7 hidden layers: no kernel takes it
-    monkeypatch.setenv(_dispatch.ENV_VAR, "cuda")  # explicit cuda: never silently triton
-    assert pick() == "ref"
-    state["cuda_ok"] = True
-    assert pick() == "cuda"
-    monkeypatch.setenv(_dispatch.ENV_VAR, "triton")
-    assert pick() == "triton"
-    monkeypatch.setenv(_dispatch.ENV_VAR, "ref")
-    assert pick() == "ref"
-    monkeypatch.setattr(_dispatch, "choose", real_choose)
-    monkeypatch.delenv(_dispatch.ENV_VAR, raising=False)
-    # a kernel that does not fit the GPU's shared memory: reference (None), remembered, one warning
+def test_backward_support_reasons():
+    """float64 at width 128 is declined on GPUs only (it compiles to 16-29 KB of spills per thread);
+    everything not_supported_reasons refuses is refused too."""
     from types import SimpleNamespace
 
-    from triton.runtime.errors import OutOfResources
+    from ebmfast.ops._triton.mlp_config import backward_not_supported_reasons
 
-    tries = []
+    def fake_x(d, device, dtype):  # only what the checks read; no GPU needed
+        return SimpleNamespace(dim=lambda: 2, shape=(5, d), device=torch.device(device), dtype=dtype)
 
-    def too_big(*a):
-        tries.append(1)
-        raise OutOfResources(215040, 166912, "shared memory")
-
-    monkeypatch.setattr(treg, "triton_ops", lambda: SimpleNamespace(energy_grad_backward=too_big))
-    monkeypatch.setattr(mlp_mod, "_TRITON_BWD_TOO_BIG", set())
-    xx, ge, gg = _inputs(5, 2)
-    args = (xx, ws, [], 2, SLOPE, xx.new_empty(0), ge, gg)
-    with pytest.warns(RuntimeWarning, match="does not fit"):
-        assert mlp_mod._triton_backward_or_none(*args) is None
-    assert mlp_mod._triton_backward_or_none(*args) is None and len(tries) == 1
-    # CPU tensors keep the C++ kernel: _backward_impl never consults the GPU choice for them
-    monkeypatch.setattr(mlp_mod, "_gpu_backward_backend", lambda *a: pytest.fail("GPU choice for CPU tensors"))
-    ws, bs = _net(2, (16,))
-    xx, ge, gg = _inputs(5, 2)
-    got = mlp_mod._backward_impl(xx, ws, bs, 2, SLOPE, xx.new_empty(0), ge, gg)
-    _compare(got, mlp_energy_grad_backward_ref(xx, ws, bs, 2, SLOPE, ge, gg), "cpu path")
-
-
-def _has_nvidia_backend() -> bool:
-    try:
-        import triton
-    except Exception:
-        return False
-    return (Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas").exists()
-
-
-_AOT = r"""
-import json, sys
-import torch, triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
-from ebmfast.ops import _triton_mlp_register as reg
-from ebmfast.ops._triton.mlp_backward import _mlp_energy_grad_bwd_kernel as K
-cc, dt, d, width, nh = 90, sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-acc = torch.float64 if dt == "fp64" else torch.float32
-hp, dp = max(16, reg._pow2(width)), reg._pow2(d)
-bb, warps = reg._bwd_config(hp, 10_000, interpret=False, f64=dt == "fp64")
-consts = dict(D=d, DP=dp, DQ=reg._bwd_dq(dp), HP=hp, NH=nh, ACT=6, BLOCK_B=bb,
-              SCR=reg._bwd_use_scratch(hp, nh, None), **reg._kernel_meta(acc))
-sig = {n: "constexpr" if n in consts else ("i32" if n == "B" else "*" + dt) for n in K.arg_names}
-k = triton.compile(ASTSource(K, sig, consts), target=GPUTarget("cuda", cc, 32),
-                   options=dict(num_warps=warps, num_stages=1))
-print(json.dumps(dict(shared=k.metadata.shared, BLOCK_B=bb, num_warps=warps)))
-"""
-
-
-@pytest.mark.skipif(not _has_nvidia_backend(), reason="triton without its NVIDIA backend / ptxas")
-def test_compiles_for_hopper():
-    """Ahead-of-time compile (Triton frontend + ptxas, sm_90, no GPU) of a small network with the
-    launch configuration the backend uses: the interpreter never compiles, so it cannot catch a
-    kernel that does not build or does not fit the shared memory of a block (227 KB on H100)."""
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2]) + os.pathsep + env.get("PYTHONPATH", "")
-    res = subprocess.run([sys.executable, "-c", _AOT, "fp32", "2", "32", "2"], capture_output=True, text=True,
-                         env=env, timeout=600)
-    assert res.returncode == 0, res.stderr[-4000:]
-    row = json.loads(res.stdout.strip().splitlines()[-1])
-    assert row["shared"] <= 227 * 1024, row
+    ws, _ = _net(2, (128, 64))
+    assert backward_not_supported_reasons(fake_x(2, "cpu", torch.float64), ws, 2) == []
+    assert backward_not_supported_reasons(fake_x(2, "cuda", torch.float32), ws, 2) == []
+    why = backward_not_supported_reasons(fake_x(2, "cuda", torch.float64), ws, 2)
+    assert len(why) == 1 and "float64 only with hidden widths <= 64" in why[0]
+    assert backward_not_supported_reasons(fake_x(2, "cuda", torch.float64), _net(2, (64, 64))[0], 2) == []
+    assert any("hidden layers" in r for r in backward_not_supported_reasons(fake_x(2, "cpu", torch.float64),
+                                                                            _net(2, (4,) * 7)[0], 2))

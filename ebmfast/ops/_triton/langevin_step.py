@@ -2,10 +2,17 @@
 
 Each program handles BLOCK_G groups of 4 consecutive elements: one Philox call
 per group gives the group's 4 normals (the stream of csrc/include/ebmfast/philox.h),
-then 4 strided loads/stores, one per lane.
+then 4 strided loads/stores, one per lane. Launched by ebmfast/ops/_triton/langevin_launch.py.
 """
 import triton
 import triton.language as tl
+
+
+@triton.jit
+def f64_arg(bits, ACC: tl.constexpr):
+    """A float scalar passed as the int64 bit pattern of a float64 (`f64_bits` in the launchers):
+    Triton passes Python floats as float32, and the interpreter ignores type annotations."""
+    return bits.to(tl.int64).to(tl.float64, bitcast=True).to(ACC)
 
 
 @triton.jit
@@ -48,25 +55,24 @@ def _lane_update(x_ptr, g_ptr, n_ptr, out_ptr, idx, z, row_scale, n_elements, st
     tl.store(out_ptr + idx, y.to(out_ptr.dtype.element_ty), mask=mask)
 
 
-@triton.jit(do_not_specialize=["n_elements", "row_size", "seed", "offset"])
+@triton.jit(do_not_specialize=["n_elements", "row_size", "seed", "offset", "step_bits", "noise_bits", "lo_bits",
+                                 "hi_bits", "clip_bits"])
 def _langevin_step_fwd_kernel(
-    x_ptr, g_ptr, n_ptr, out_ptr, scale_ptr, params_ptr,
+    x_ptr, g_ptr, n_ptr, out_ptr, scale_ptr,
     n_elements, row_size, seed, offset,
-    step_size, noise_scale, clamp_lo, clamp_hi, clip_value,
+    step_bits: tl.int64, noise_bits: tl.int64, lo_bits: tl.int64, hi_bits: tl.int64, clip_bits: tl.int64,
     HAS_NOISE: tl.constexpr, HAS_LO: tl.constexpr, HAS_HI: tl.constexpr, CLIP_MODE: tl.constexpr,
     ACC: tl.constexpr, BLOCK_G: tl.constexpr,
 ):
     """ACC: tl.float64 for float64 data, tl.float32 otherwise (also for fp16/bf16).
 
-    Triton passes Python floats as fp32, so for ACC = float64 the five scalars come
-    from params_ptr (a float64 tensor) instead of the scalar arguments.
-    """
-    if ACC == tl.float64:
-        step_size = tl.load(params_ptr + 0)
-        noise_scale = tl.load(params_ptr + 1)
-        clamp_lo = tl.load(params_ptr + 2)
-        clamp_hi = tl.load(params_ptr + 3)
-        clip_value = tl.load(params_ptr + 4)
+    *_bits: step_size, noise_scale, clamp lo / hi and clip_value as float64 bit patterns
+    (`f64_arg`), so float64 data gets float64 scalars with no device tensor to build."""
+    step_size = f64_arg(step_bits, ACC)
+    noise_scale = f64_arg(noise_bits, ACC)
+    clamp_lo = f64_arg(lo_bits, ACC)
+    clamp_hi = f64_arg(hi_bits, ACC)
+    clip_value = f64_arg(clip_bits, ACC)
     pid = tl.program_id(0)
     group = pid.to(tl.int64) * BLOCK_G + tl.arange(0, BLOCK_G).to(tl.int64)
     base = group * 4

@@ -1,7 +1,7 @@
 """Triton kernel of the analytic double backward of the fused MLP energy (ebmfast::mlp_energy_grad_backward).
 
 GPU; on the CPU under TRITON_INTERPRET=1. Launched by `energy_grad_backward_launch` in
-ebmfast/ops/_triton_mlp_register.py; the semantics are those of `mlp_energy_grad_backward_ref`
+ebmfast/ops/_triton/mlp_launch.py; the semantics are those of `mlp_energy_grad_backward_ref`
 (ebmfast/ops/mlp_energy.py), the math that of `backward_tiles` in csrc/cpu/mlp_kernel_impl.h:
 
     per particle: a_l, h_l = sigma(a_l), g_l = dE/dh_l, d_l = g_l * sigma'(a_l), g_{l-1} = d_l W_l,
@@ -19,28 +19,50 @@ read: GPU forwards do not produce it):
   3. v pass, keeping r_l; writes this program's d_l^T v_{l-1} and dw_out / db_out;
   4. s pass: adds s_l^T h_{l-1} to its dW_l (read-modify-write of its own rows), writes db_l and grad_x.
 sigma, sigma', sigma'' are recomputed from a_l where needed (cheaper in registers than three
-more tiles per layer). The kept tiles (a_l, g_l, r_l) stay in registers, or (SCR; the default
-at HP = 128, see `_bwd_use_scratch` in the launcher) in a per-program global scratch
-[3 * NH, BLOCK_B, HP] (L2-resident), as the forward's SCR option. sigma and sigma' come from
+more tiles per layer). The kept tiles (a_l, g_l, r_l) stay in registers, or (SCR; see
+`bwd_use_scratch` in mlp_config.py) in a per-program global scratch [3 * NH, BLOCK_B, HP]
+(L2-resident). sigma and sigma' come from
 formulas free of cancellation (`_sigmoid2`, `_tanh2`), so they can differ from the forward
 kernel's `_act` in the last bits.
 
+The launcher covers the batch in launches of at most `bwd_max_programs` programs, one row block
+each (program p of a launch takes block blk0 + p), so `part` stays small at any batch size.
 Weight/bias gradients: program p writes its partial sums to part[p, :] in the packed layout of
 the parameter buffer (dW_1 [HP, DP], dW_2..dW_NH [HP, HP], db_1..db_NH [HP], dw_out [HP],
-[db_out, 0, ...] [HP]; every element written). The launcher sums part over programs with
-torch: deterministic, no atomics. Padded rows (beyond B) load x = v_0 = gE = 0 and then
+[db_out, 0, ...] [HP]; every element written). The launcher sums part over programs with torch
+after each launch: deterministic, no atomics. Padded rows (beyond B) load x = v_0 = gE = 0 and then
 contribute exactly zero (v_l = r_l = s_l = 0 for them).
 
 Layer 1 runs at width DQ = max(DP, 32) (x, v_0, grad_x and W_1 zero-extended by masked loads),
 so that every product is a tl.dot (the outer products d_l^T v_{l-1} need N >= 16; 32 compiles to
-far fewer spilled registers, see `_bwd_dq` in the launcher).
+far fewer spilled registers, see `bwd_dq` in mlp_config.py).
 float64 dots are "ieee" (exact FMA); float32 ones use DOT_PRECISION_F32, as in the forward.
 """
 import triton
 import triton.language as tl
 
-from .mlp_energy import _get, _matmul, _put  # kept tiles (registers or scratch slots), a @ b
+from .mlp_energy import _matmul
 
+
+# ---- tiles kept for a later pass: in registers, or (SCR) slot `slot` of this program's scratch
+# [n_slots, BLOCK_B, HP]
+@triton.jit
+def _put(t, scr_ptr, slot: tl.constexpr, BLOCK_B: tl.constexpr, HP: tl.constexpr, SCR: tl.constexpr):
+    if SCR:
+        offs = tl.arange(0, BLOCK_B)[:, None] * HP + tl.arange(0, HP)[None, :]
+        tl.store(scr_ptr + slot * BLOCK_B * HP + offs, t)
+        return 0.0
+    else:
+        return t
+
+
+@triton.jit
+def _get(t, scr_ptr, slot: tl.constexpr, BLOCK_B: tl.constexpr, HP: tl.constexpr, SCR: tl.constexpr):
+    if SCR:
+        offs = tl.arange(0, BLOCK_B)[:, None] * HP + tl.arange(0, HP)[None, :]
+        return tl.load(scr_ptr + slot * BLOCK_B * HP + offs)
+    else:
+        return t
 
 
 @triton.jit
@@ -108,6 +130,12 @@ def _act2(z, slope, ACT: tl.constexpr):
         d = 0.5 * tp + 0.5 * z * sech2 * du
         dd = sech2 * (du + 0.5 * z * (6.0 * k0 * kk * z - 2.0 * t * du * du))
     return a.to(z.dtype), d.to(z.dtype), dd.to(z.dtype)
+
+
+@triton.jit
+def _acc(ptrs, v, mask=None):
+    """*ptrs += v (the s pass adds s_l^T h_{l-1} to the v pass's d_l^T v_{l-1})."""
+    tl.store(ptrs, tl.load(ptrs, mask=mask) + v, mask=mask)
 
 
 @triton.jit
@@ -181,14 +209,13 @@ def _sstep(s, a_prev, r_prev, p_ptr, part_ptr, l: tl.constexpr, slope, DP: tl.co
     h, d, _dd = _act2(a_prev, slope, ACT)
     o = tl.arange(0, HP)
     tl.store(part_ptr + HP * DP + (NH - 1) * HP * HP + (l - 1) * HP + o, tl.sum(s, axis=0))
-    wp = part_ptr + HP * DP + (l - 2) * HP * HP + o[:, None] * HP + o[None, :]
-    tl.store(wp, tl.load(wp) + _mm_tn(s, h, PREC))
+    _acc(part_ptr + HP * DP + (l - 2) * HP * HP + o[:, None] * HP + o[None, :], _mm_tn(s, h, PREC))
     return r_prev + _matmul(s, _w(p_ptr, l, DP, HP), PREC) * d
 
 
-@triton.jit(do_not_specialize=["B"])
+@triton.jit(do_not_specialize=["B", "blk0"])
 def _mlp_energy_grad_bwd_kernel(
-    x_ptr, p_ptr, ge_ptr, gg_ptr, gx_ptr, part_ptr, scr_ptr, B,
+    x_ptr, p_ptr, ge_ptr, gg_ptr, gx_ptr, part_ptr, scr_ptr, B, blk0,
     D: tl.constexpr, DP: tl.constexpr, DQ: tl.constexpr, HP: tl.constexpr, NH: tl.constexpr,
     ACT: tl.constexpr, ACC: tl.constexpr, PREC: tl.constexpr, BLOCK_B: tl.constexpr, SCR: tl.constexpr,
 ):
@@ -196,15 +223,10 @@ def _mlp_energy_grad_bwd_kernel(
     x [B, D], grad_e [B], grad_g [B, D]; TOTAL = HP*DP + (NH-1)*HP*HP + NH*HP + 2*HP.
 
     ACC: float64 for float64 data, else float32. DQ >= max(DP, 16) (layer-1 tile width).
-    scr_ptr: [n_programs, 3 * NH, BLOCK_B, HP] when SCR, else unused."""
+    scr_ptr: [n_programs, 3 * NH, BLOCK_B, HP] when SCR, else unused. Program p takes row block
+    blk0 + p and writes its sums to part[p]."""
     pid = tl.program_id(0)
-    rows = pid.to(tl.int64) * BLOCK_B + tl.arange(0, BLOCK_B)
-    cols = tl.arange(0, DQ)
     offs_h = tl.arange(0, HP)
-    rmask = rows < B
-    mask = rmask[:, None] & (cols[None, :] < D)
-    idx = rows[:, None] * D + cols[None, :]
-    x = tl.load(x_ptr + idx, mask=mask, other=0.0).to(ACC)
     TOTAL: tl.constexpr = HP * DP + (NH - 1) * HP * HP + NH * HP + 2 * HP
     part = part_ptr + pid.to(tl.int64) * TOTAL
     scr = scr_ptr + pid.to(tl.int64) * (3 * NH * BLOCK_B * HP)
@@ -212,9 +234,17 @@ def _mlp_energy_grad_bwd_kernel(
     out_base = bias_base + NH * HP
     slope = tl.load(out_base + HP + 1)
     w_out = tl.load(out_base + offs_h)
+    wq = tl.arange(0, DQ)[None, :]
     # slots of the kept tiles: a_l -> l - 1, g_l -> NH + l - 1, r_l -> 2 NH + l - 1
     G0: tl.constexpr = NH - 1
     R0: tl.constexpr = 2 * NH - 1
+    # row block of this program in this launch (the launcher caps the programs per launch)
+    rows = (pid + blk0).to(tl.int64) * BLOCK_B + tl.arange(0, BLOCK_B)
+    cols = tl.arange(0, DQ)
+    rmask = rows < B
+    mask = rmask[:, None] & (cols[None, :] < D)
+    idx = rows[:, None] * D + cols[None, :]
+    x = tl.load(x_ptr + idx, mask=mask, other=0.0).to(ACC)
 
     # ---- 1. forward: a_l
     a1 = _matmul(x, _w1t(p_ptr, DP, DQ, HP), PREC) + tl.load(bias_base + offs_h)[None, :]
@@ -266,7 +296,6 @@ def _mlp_energy_grad_bwd_kernel(
     u = _matmul(v0, _w1t(p_ptr, DP, DQ, HP), PREC)
     h, d, dd = _act2(_get(a1, scr, 0, BLOCK_B, HP, SCR), slope, ACT)
     g = _get(g1, scr, G0 + 1, BLOCK_B, HP, SCR)
-    wq = tl.arange(0, DQ)[None, :]
     tl.store(part + offs_h[:, None] * DP + wq, _mm_tn(g * d, v0, PREC), mask=wq < DP)
     v = u * d
     r = u * g * dd
@@ -316,7 +345,6 @@ def _mlp_energy_grad_bwd_kernel(
                    2, slope, DP, HP, NH, ACT, PREC)
     # layer 1: db_1, dW_1 += s_1^T x, grad_x = s_1 W_1
     tl.store(part + HP * DP + (NH - 1) * HP * HP + offs_h, tl.sum(s, axis=0))
-    w1p = part + offs_h[:, None] * DP + wq
-    tl.store(w1p, tl.load(w1p, mask=wq < DP, other=0.0) + _mm_tn(s, x, PREC), mask=wq < DP)
+    _acc(part + offs_h[:, None] * DP + wq, _mm_tn(s, x, PREC), wq < DP)
     gx = _matmul(s, _w1(p_ptr, DP, DQ, HP), PREC)
     tl.store(gx_ptr + idx, gx.to(gx_ptr.dtype.element_ty), mask=mask)

@@ -1,6 +1,6 @@
 """Triton kernels of the fused MLP energy: E(x) + grad_x E(x), and a whole K-step chain.
 
-GPU; on the CPU under TRITON_INTERPRET=1. Launched by ebmfast/ops/_triton_mlp_register.py;
+GPU; on the CPU under TRITON_INTERPRET=1. Launched by ebmfast/ops/_triton/mlp_launch.py;
 the semantics are those of the references in ebmfast/ops/mlp_energy.py.
 
 Network (ebmfast.energies.MLPEnergy), NH hidden layers, notation of ebmfast/ops/mlp_energy.py:
@@ -8,15 +8,15 @@ Network (ebmfast.energies.MLPEnergy), NH hidden layers, notation of ebmfast/ops/
 (in the code below `z` is the pre-activation a_l and `a` the activation h_l).
 Parameters arrive as ONE flat buffer packed by `pack_mlp_params` (zero padded, so no weight masks):
     [W_1: HP x DP][W_2..W_NH: (NH-1) x HP x HP][b_1..b_NH: NH x HP][w_out: HP][b_out, slope, 0...: HP]
-(the leaky-relu slope rides in the buffer: a scalar kernel argument would be float32 even for
-float64 data). DP = padded D, HP = padded max hidden width (powers of two, HP >= 16 so tl.dot
-applies). Padding is exact for every activation: a padded unit has zero outgoing weights, so
+(the leaky-relu slope rides in the buffer). DP = padded D, HP = padded max hidden width (powers
+of two, HP >= 16 so tl.dot applies). Padding is exact for every activation: a padded unit has zero outgoing weights, so
 act(0) != 0 (softplus) never reaches the energy, and its backward signal is zero.
 
 Each program owns BLOCK_B particles. The forward keeps act'(a_l) of every layer in registers
-(d1..d6: NH <= 6 is unrolled by constexpr `if`s; SCR moves them to a per-program scratch), the
-backward runs g = (g * d_l) @ W_l down to grad_x. Every weight tile is loaded where it is used
-(from L2 on a GPU); the chain kernel must be launched with num_stages=1 (see the launcher). The chain kernel runs all K steps in one launch: energy, gradient, reference term,
+(d1..d6: NH <= 6 is unrolled by constexpr `if`s), the backward runs g = (g * d_l) @ W_l down to
+grad_x. Every weight tile is loaded where it is used (from L2 on a GPU); the chain kernel must be
+launched with num_stages=1 (see the launcher). The chain kernel runs all K steps in one launch:
+energy, gradient, reference term,
 clip, noise and clamp per step without leaving registers; the noise is ebmfast's Philox stream
 (csrc/include/ebmfast/philox.h) of the flattened [B, D] state with offset = offset0 + step, so
 the chain equals ebmfast.ops.langevin_step applied step by step.
@@ -24,9 +24,9 @@ the chain equals ebmfast.ops.langevin_step applied step by step.
 import triton
 import triton.language as tl
 
-from .langevin_step import _box_muller
+from .langevin_step import _box_muller, f64_arg
 
-MAX_HIDDEN = 6  # d1..d6 below; deeper nets fall back (see _triton_mlp_register.not_supported_reasons)
+MAX_HIDDEN = 6  # d1..d6 below; deeper nets fall back (see mlp_config.not_supported_reasons)
 
 # ACT codes: those of ebmfast/ops/mlp_activations.py (relu 0, leaky_relu 1, silu 2, softplus 3,
 # elu 4, tanh 5, gelu (tanh approximation) 6)
@@ -104,27 +104,6 @@ def _hidden_bwd(gz, p_ptr, l, DP: tl.constexpr, HP: tl.constexpr, PREC: tl.const
     return _matmul(gz, w, PREC)
 
 
-# ---- tiles kept for a later pass: in registers, or (SCR) slot `slot` of this program's scratch
-# [n_slots, BLOCK_B, HP] (also used by the backward kernel, _triton/mlp_backward.py)
-@triton.jit
-def _put(t, scr_ptr, slot: tl.constexpr, BLOCK_B: tl.constexpr, HP: tl.constexpr, SCR: tl.constexpr):
-    if SCR:
-        offs = tl.arange(0, BLOCK_B)[:, None] * HP + tl.arange(0, HP)[None, :]
-        tl.store(scr_ptr + slot * BLOCK_B * HP + offs, t)
-        return 0.0
-    else:
-        return t
-
-
-@triton.jit
-def _get(t, scr_ptr, slot: tl.constexpr, BLOCK_B: tl.constexpr, HP: tl.constexpr, SCR: tl.constexpr):
-    if SCR:
-        offs = tl.arange(0, BLOCK_B)[:, None] * HP + tl.arange(0, HP)[None, :]
-        return tl.load(scr_ptr + slot * BLOCK_B * HP + offs)
-    else:
-        return t
-
-
 @triton.jit
 def _save(saved_ptr, rows, rmask, S, OFF: tl.constexpr, W: tl.constexpr, v, HP: tl.constexpr):
     """v[:, :W] -> saved[rows, OFF:OFF+W] (saved is [B, S] row-major)."""
@@ -134,16 +113,14 @@ def _save(saved_ptr, rows, rmask, S, OFF: tl.constexpr, W: tl.constexpr, v, HP: 
 
 
 @triton.jit
-def _energy_grad_tile(x, p_ptr, saved_ptr, scr_ptr, rows, rmask, DP: tl.constexpr, HP: tl.constexpr,
+def _energy_grad_tile(x, p_ptr, saved_ptr, rows, rmask, DP: tl.constexpr, HP: tl.constexpr,
                       NH: tl.constexpr, ACT: tl.constexpr, PREC: tl.constexpr, WANT_GRAD: tl.constexpr,
                       SAVE: tl.constexpr, W1: tl.constexpr, W2: tl.constexpr, W3: tl.constexpr, W4: tl.constexpr,
-                      W5: tl.constexpr, W6: tl.constexpr, BLOCK_B: tl.constexpr, SCR: tl.constexpr):
+                      W5: tl.constexpr, W6: tl.constexpr):
     """x [BLOCK_B, DP] (padded columns 0) -> (E [BLOCK_B], grad_x [BLOCK_B, DP], or x when not WANT_GRAD).
 
     SAVE (needs WANT_GRAD): also writes the op's `saved` rows, per hidden layer l the
-    pre-activation z_l then dE/da_l (widths W_l, row length S = 2 * sum W_l).
-    SCR: act'(a_l) of layers 2..NH go to scr_ptr [NH, BLOCK_B, HP] instead of staying in
-    registers (for wide layers: AOT-compiled for sm_90, HP=128 with NH registers tiles spills)."""
+    pre-activation z_l then dE/da_l (widths W_l, row length S = 2 * sum W_l)."""
     offs_h = tl.arange(0, HP)
     offs_d = tl.arange(0, DP)
     bias_base = p_ptr + HP * DP + (NH - 1) * HP * HP
@@ -155,8 +132,6 @@ def _energy_grad_tile(x, p_ptr, saved_ptr, scr_ptr, rows, rmask, DP: tl.constexp
     O4: tl.constexpr = O3 + 2 * W3
     O5: tl.constexpr = O4 + 2 * W4
     O6: tl.constexpr = O5 + 2 * W5
-    if SCR and WANT_GRAD:
-        tl.debug_barrier()  # a previous call's backward may still read the scratch rows
     # ---- layer 1: tl.dot needs K >= 16; for small D a broadcast-sum is cheaper anyway
     w1t = tl.load(p_ptr + offs_h[None, :] * DP + offs_d[:, None])  # [DP, HP]
     if DP >= 16:
@@ -170,56 +145,49 @@ def _energy_grad_tile(x, p_ptr, saved_ptr, scr_ptr, rows, rmask, DP: tl.constexp
     # ---- hidden layers 2..NH, unrolled; d_l = act'(z_l) kept for the backward pass
     if NH >= 2:
         a, d2, z = _hidden(a, p_ptr, 2, slope, DP, HP, NH, ACT, PREC)
-        d2 = _put(d2, scr_ptr, 1, BLOCK_B, HP, SCR and WANT_GRAD)
         if SAVE:
             _save(saved_ptr, rows, rmask, S, O2, W2, z, HP)
     if NH >= 3:
         a, d3, z = _hidden(a, p_ptr, 3, slope, DP, HP, NH, ACT, PREC)
-        d3 = _put(d3, scr_ptr, 2, BLOCK_B, HP, SCR and WANT_GRAD)
         if SAVE:
             _save(saved_ptr, rows, rmask, S, O3, W3, z, HP)
     if NH >= 4:
         a, d4, z = _hidden(a, p_ptr, 4, slope, DP, HP, NH, ACT, PREC)
-        d4 = _put(d4, scr_ptr, 3, BLOCK_B, HP, SCR and WANT_GRAD)
         if SAVE:
             _save(saved_ptr, rows, rmask, S, O4, W4, z, HP)
     if NH >= 5:
         a, d5, z = _hidden(a, p_ptr, 5, slope, DP, HP, NH, ACT, PREC)
-        d5 = _put(d5, scr_ptr, 4, BLOCK_B, HP, SCR and WANT_GRAD)
         if SAVE:
             _save(saved_ptr, rows, rmask, S, O5, W5, z, HP)
     if NH >= 6:
         a, d6, z = _hidden(a, p_ptr, 6, slope, DP, HP, NH, ACT, PREC)
-        d6 = _put(d6, scr_ptr, 5, BLOCK_B, HP, SCR and WANT_GRAD)
         if SAVE:
             _save(saved_ptr, rows, rmask, S, O6, W6, z, HP)
     w_out = tl.load(out_base + offs_h)
     b_out = tl.load(out_base + HP)
     e = tl.sum(a * w_out[None, :], axis=1) + b_out
     if WANT_GRAD:
-        if SCR:
-            tl.debug_barrier()  # the scratch rows were written by other threads (other layouts)
         g = tl.zeros_like(a) + w_out[None, :]  # dE/da_NH
         if NH >= 6:
             if SAVE:
                 _save(saved_ptr, rows, rmask, S, O6 + W6, W6, g, HP)
-            g = _hidden_bwd(g * _get(d6, scr_ptr, 5, BLOCK_B, HP, SCR), p_ptr, 6, DP, HP, PREC)
+            g = _hidden_bwd(g * d6, p_ptr, 6, DP, HP, PREC)
         if NH >= 5:
             if SAVE:
                 _save(saved_ptr, rows, rmask, S, O5 + W5, W5, g, HP)
-            g = _hidden_bwd(g * _get(d5, scr_ptr, 4, BLOCK_B, HP, SCR), p_ptr, 5, DP, HP, PREC)
+            g = _hidden_bwd(g * d5, p_ptr, 5, DP, HP, PREC)
         if NH >= 4:
             if SAVE:
                 _save(saved_ptr, rows, rmask, S, O4 + W4, W4, g, HP)
-            g = _hidden_bwd(g * _get(d4, scr_ptr, 3, BLOCK_B, HP, SCR), p_ptr, 4, DP, HP, PREC)
+            g = _hidden_bwd(g * d4, p_ptr, 4, DP, HP, PREC)
         if NH >= 3:
             if SAVE:
                 _save(saved_ptr, rows, rmask, S, O3 + W3, W3, g, HP)
-            g = _hidden_bwd(g * _get(d3, scr_ptr, 2, BLOCK_B, HP, SCR), p_ptr, 3, DP, HP, PREC)
+            g = _hidden_bwd(g * d3, p_ptr, 3, DP, HP, PREC)
         if NH >= 2:
             if SAVE:
                 _save(saved_ptr, rows, rmask, S, O2 + W2, W2, g, HP)
-            g = _hidden_bwd(g * _get(d2, scr_ptr, 1, BLOCK_B, HP, SCR), p_ptr, 2, DP, HP, PREC)
+            g = _hidden_bwd(g * d2, p_ptr, 2, DP, HP, PREC)
         if SAVE:
             _save(saved_ptr, rows, rmask, S, W1, W1, g, HP)
         g = g * d1
@@ -235,11 +203,10 @@ def _energy_grad_tile(x, p_ptr, saved_ptr, scr_ptr, rows, rmask, DP: tl.constexp
 
 @triton.jit(do_not_specialize=["B"])
 def _mlp_energy_grad_fwd_kernel(
-    x_ptr, p_ptr, e_ptr, g_ptr, saved_ptr, scr_ptr, B,
+    x_ptr, p_ptr, e_ptr, g_ptr, saved_ptr, B,
     D: tl.constexpr, DP: tl.constexpr, HP: tl.constexpr, NH: tl.constexpr, ACT: tl.constexpr,
     ACC: tl.constexpr, PREC: tl.constexpr, BLOCK_B: tl.constexpr, WANT_GRAD: tl.constexpr, SAVE: tl.constexpr,
     W1: tl.constexpr, W2: tl.constexpr, W3: tl.constexpr, W4: tl.constexpr, W5: tl.constexpr, W6: tl.constexpr,
-    SCR: tl.constexpr,
 ):
     """E [B] (and grad_x [B, D] when WANT_GRAD, `saved` when SAVE) of x [B, D].
 
@@ -251,9 +218,8 @@ def _mlp_energy_grad_fwd_kernel(
     mask = rmask[:, None] & (cols[None, :] < D)
     idx = rows[:, None] * D + cols[None, :]
     x = tl.load(x_ptr + idx, mask=mask, other=0.0).to(ACC)
-    scr = scr_ptr + pid.to(tl.int64) * (NH * BLOCK_B * HP)
-    e, gx = _energy_grad_tile(x, p_ptr, saved_ptr, scr, rows, rmask, DP, HP, NH, ACT, PREC, WANT_GRAD, SAVE,
-                              W1, W2, W3, W4, W5, W6, BLOCK_B, SCR)
+    e, gx = _energy_grad_tile(x, p_ptr, saved_ptr, rows, rmask, DP, HP, NH, ACT, PREC, WANT_GRAD, SAVE,
+                              W1, W2, W3, W4, W5, W6)
     tl.store(e_ptr + rows, e.to(e_ptr.dtype.element_ty), mask=rmask)
     if WANT_GRAD:
         tl.store(g_ptr + idx, gx.to(g_ptr.dtype.element_ty), mask=mask)
@@ -277,17 +243,20 @@ def _normal_at(idx, seed, off, ACC: tl.constexpr):
     return tl.where((lane & 1) == 0, zc, zs)
 
 
-@triton.jit(do_not_specialize=["B", "n_steps", "seed", "offset", "every", "zero"])
+@triton.jit(do_not_specialize=["B", "n_steps", "seed", "offset", "every", "zero", "step_bits", "noise_bits",
+                                 "ref_bits", "lo_bits", "hi_bits", "clip_bits"])
 def _mlp_chain_fwd_kernel(
-    x_ptr, out_ptr, p_ptr, s_ptr, traj_ptr, en_ptr, bad_ptr, scr_ptr,
+    x_ptr, out_ptr, p_ptr, traj_ptr, en_ptr, bad_ptr,
     B, n_steps, seed, offset, every, zero,
+    step_bits: tl.int64, noise_bits: tl.int64, ref_bits: tl.int64, lo_bits: tl.int64, hi_bits: tl.int64,
+    clip_bits: tl.int64,
     D: tl.constexpr, DP: tl.constexpr, HP: tl.constexpr, NH: tl.constexpr, ACT: tl.constexpr,
     ACC: tl.constexpr, PREC: tl.constexpr, BLOCK_B: tl.constexpr,
     HAS_NOISE: tl.constexpr, HAS_REF: tl.constexpr, HAS_LO: tl.constexpr, HAS_HI: tl.constexpr,
-    CLIP_MODE: tl.constexpr, REC_TRAJ: tl.constexpr, REC_E: tl.constexpr, CHECK: tl.constexpr, SCR: tl.constexpr,
+    CLIP_MODE: tl.constexpr, REC_TRAJ: tl.constexpr, REC_E: tl.constexpr, CHECK: tl.constexpr,
 ):
-    """n_steps chain steps on x [B, D] -> out [B, D]; s = [step_size, noise_scale, inv_sigma2, lo, hi,
-    clip_value] in the compute dtype. Per step k (offset0 = `offset`):
+    """n_steps chain steps on x [B, D] -> out [B, D]; *_bits: step_size, noise_scale, inv_sigma2, lo, hi,
+    clip_value as float64 bit patterns (see `f64_arg`). Per step k (offset0 = `offset`):
 
         g = grad_x E(x) (+ x * inv_sigma2 when HAS_REF);  g = clip(g)  (1: value, 2: per-sample norm)
         x = clamp(x - step_size * g + noise_scale * philox_normal([B, D], seed, offset + k), lo, hi)
@@ -307,14 +276,12 @@ def _mlp_chain_fwd_kernel(
     mask = rmask[:, None] & cmask
     idx = rows[:, None] * D + cols[None, :]
     x = tl.load(x_ptr + idx, mask=mask, other=0.0).to(ACC)
-    scr = scr_ptr + pid.to(tl.int64) * (NH * BLOCK_B * HP)
-    # scalars from a tensor in the compute dtype (kernel float arguments are float32)
-    step_size = tl.load(s_ptr + 0)
-    noise_scale = tl.load(s_ptr + 1)
-    inv_sigma2 = tl.load(s_ptr + 2)
-    clamp_lo = tl.load(s_ptr + 3)
-    clamp_hi = tl.load(s_ptr + 4)
-    clip_value = tl.load(s_ptr + 5)
+    step_size = f64_arg(step_bits, ACC)
+    noise_scale = f64_arg(noise_bits, ACC)
+    inv_sigma2 = f64_arg(ref_bits, ACC)
+    clamp_lo = f64_arg(lo_bits, ACC)
+    clamp_hi = f64_arg(hi_bits, ACC)
+    clip_value = f64_arg(clip_bits, ACC)
     bad = n_steps
     off0 = offset.to(tl.int64)
     for k in range(n_steps):
@@ -322,8 +289,8 @@ def _mlp_chain_fwd_kernel(
         # which stops the compiler from hoisting all layers' weight tiles out of the step loop
         # (AOT-compiled for sm_80 without it: 400-800 KB of shared memory, a kernel that cannot launch)
         pk = p_ptr + k * zero
-        e, g = _energy_grad_tile(x, pk, x_ptr, scr, rows, rmask, DP, HP, NH, ACT, PREC, True, False,
-                                 0, 0, 0, 0, 0, 0, BLOCK_B, SCR)
+        e, g = _energy_grad_tile(x, pk, x_ptr, rows, rmask, DP, HP, NH, ACT, PREC, True, False,
+                                 0, 0, 0, 0, 0, 0)
         if REC_TRAJ or REC_E:
             if k % every == 0:
                 slot = (k // every).to(tl.int64)
@@ -359,8 +326,8 @@ def _mlp_chain_fwd_kernel(
         if REC_TRAJ:
             tl.store(traj_ptr + last * B * D + idx, x.to(traj_ptr.dtype.element_ty), mask=mask)
         if REC_E:
-            e, _ = _energy_grad_tile(x, p_ptr, x_ptr, scr, rows, rmask, DP, HP, NH, ACT, PREC, False, False,
-                                     0, 0, 0, 0, 0, 0, BLOCK_B, SCR)
+            e, _ = _energy_grad_tile(x, p_ptr, x_ptr, rows, rmask, DP, HP, NH, ACT, PREC, False, False,
+                                     0, 0, 0, 0, 0, 0)
             tl.store(en_ptr + last * B + rows, e.to(en_ptr.dtype.element_ty), mask=rmask)
     if CHECK:
         tl.store(bad_ptr + pid, bad)
