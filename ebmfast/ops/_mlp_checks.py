@@ -1,13 +1,14 @@
 """What only the MLP kernels know about their limits, added to the dispatcher's backends.
 
 CUDA: depth, widths and the shared-memory plan that the extension itself reports
-(ebmfast/ops/_cuda_plan.py); Triton: depth,
-widths, dtypes, and networks whose backward kernel did not fit the GPU at launch. Imported by the
-MLP op modules; Triton itself is imported only when a Triton kernel runs.
+(ebmfast/ops/_cuda_plan.py). Triton: depth, widths, dtypes (ebmfast/ops/_triton/mlp_config.py), and
+networks whose backward kernel did not fit the GPU at launch. Imported by the MLP op modules;
+Triton itself is imported only when a Triton kernel runs.
 """
 from __future__ import annotations
 
 from . import _cuda_plan, _dispatch
+from ._triton import mlp_config  # limits and configs only; triton itself is imported by the launchers
 
 # (device, dtype, D, widths, act) of networks whose Triton backward kernel did not fit the GPU
 _TRITON_BWD_TOO_BIG: set = set()
@@ -29,9 +30,10 @@ def _triton(kernel: str):
     def check(inputs: _dispatch.Inputs) -> list[str]:
         if inputs.x is None:
             return []
-        from ._triton_mlp_register import not_supported_reasons
-
-        reasons = not_supported_reasons(inputs.x, inputs.weights, inputs.act)
+        if kernel == "backward":
+            reasons = mlp_config.backward_not_supported_reasons(inputs.x, inputs.weights, inputs.act)
+        else:
+            reasons = mlp_config.not_supported_reasons(inputs.x, inputs.weights, inputs.act)
         if kernel == "backward" and _key(inputs.x, inputs.weights, inputs.act) in _TRITON_BWD_TOO_BIG:
             reasons.append("the triton backward kernel for this network did not fit this GPU's shared memory")
         return reasons
@@ -45,8 +47,8 @@ for _op, _kernel in (("mlp_energy_grad", "forward"), ("mlp_langevin_chain", "cha
 
 
 def triton_ops():
-    """The Triton MLP ops (registered on first use)."""
-    from ._triton_mlp_register import triton_ops as ops
+    """The Triton MLP ops (raw kernels with fakes, registered on first use)."""
+    from ._triton.mlp_launch import triton_ops as ops
 
     return ops()
 

@@ -58,12 +58,6 @@ def langevin_step_ref(
     return y.to(x.dtype)
 
 
-def _row_scale(grad: torch.Tensor, clip_value: float) -> torch.Tensor:
-    acc = torch.float64 if grad.dtype == torch.float64 else torch.float32
-    norms = torch.linalg.vector_norm(grad.reshape(grad.shape[0], -1), dim=1, dtype=acc)
-    return clip_value / norms.clamp_min(clip_value)
-
-
 def _backward(ctx, gy):
     """VJP of the step w.r.t. (x, grad, noise); differentiable, so chains can be differentiated twice."""
     out, grad = ctx.saved_tensors
@@ -110,7 +104,7 @@ if _ext.available():
 
 def _triton_ops():
     """(out_of_place, inplace) Triton step ops, registered on first use."""
-    from ._triton_langevin_register import triton_ops
+    from ._triton.langevin_launch import triton_ops
 
     return triton_ops()
 

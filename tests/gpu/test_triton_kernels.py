@@ -19,8 +19,8 @@ import torch
 from ebmfast.ops import _dispatch
 from ebmfast.ops.langevin_step import langevin_step_ref
 from ebmfast.ops.mlp_activations import CODE_NAMES
-from ebmfast.ops.mlp_energy import (mlp_energy_grad_backward_ref, mlp_energy_grad_ref, mlp_energy_grad_saved_ref,
-                                    mlp_langevin_chain_ref)
+from ebmfast.ops.mlp_energy import mlp_energy_grad_backward_ref, mlp_energy_grad_ref, mlp_energy_grad_saved_ref
+from ebmfast.ops.mlp_langevin_chain import mlp_langevin_chain_ref
 from ebmfast.ops.philox import philox_normal_ref
 from ebmfast_testing import TOLERANCES, random_net
 

@@ -134,15 +134,28 @@ def test_autograd_matches_reference(clip):
 
 
 def test_gradcheck_norm_clip():
+    """gradcheck and gradgradcheck of the public op on the CPU kernel (its LangevinStepFn)."""
     if "cpu" not in BACKENDS:
         pytest.skip("compiled cpu op not built")
     x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
     g = (torch.randn(4, 3, dtype=torch.float64) * 2).requires_grad_(True)
 
     def f(x, g):
-        return torch.ops.ebmfast.langevin_step(x, g, 0.2, 0.0, None, 0, 0, None, None, 2, 1.0)
+        return langevin_step(x, g, 0.2, grad_clip=("norm", 1.0), backend="cpu")
 
     assert torch.autograd.gradcheck(f, (x, g))
+    assert torch.autograd.gradgradcheck(f, (x, g))
+
+
+def test_raw_kernel_refuses_to_be_differentiated():
+    """The backend kernel has no autograd of its own: back-propagating through it raises instead of
+    returning no gradient (the public op differentiates through LangevinStepFn)."""
+    if "cpu" not in BACKENDS:
+        pytest.skip("compiled cpu op not built")
+    x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    y = torch.ops.ebmfast.langevin_step(x, torch.randn_like(x), 0.2, 0.0, None, 0, 0, None, None, 0, 0.0)
+    with pytest.raises(RuntimeError, match="derivative for ebmfast::langevin_step is not implemented"):
+        y.sum().backward()
 
 
 def test_opcheck_cpu_op():
@@ -153,8 +166,7 @@ def test_opcheck_cpu_op():
     torch.library.opcheck(torch.ops.ebmfast.langevin_step.default,
                           (x, g, 0.1, 0.2, None, 3, 1, -1.0, 1.0, 1, 0.5))
     torch.library.opcheck(torch.ops.ebmfast.langevin_step.default,
-                          (x.double().requires_grad_(), g.double().requires_grad_(), 0.1, 0.2, noise.double(), 3, 1,
-                           None, None, 2, 0.5))
+                          (x.double(), g.double(), 0.1, 0.2, noise.double(), 3, 1, None, None, 2, 0.5))
     torch.library.opcheck(torch.ops.ebmfast.langevin_step_.default, (x.clone(), g, 0.1, 0.2, None, 3, 1, None, 1.0,
                                                                      0, 0.0))
 

@@ -18,8 +18,8 @@ import ebmfast
 from ebmfast.energies import MLPEnergy
 from ebmfast.ops import _dispatch
 from ebmfast.ops.mlp_activations import CODE_NAMES
-from ebmfast.ops.mlp_energy import (mlp_energy_grad, mlp_energy_grad_ref, mlp_energy_grad_saved_ref,
-                                    mlp_langevin_chain, mlp_langevin_chain_ref)
+from ebmfast.ops.mlp_energy import mlp_energy_grad, mlp_energy_grad_ref, mlp_energy_grad_saved_ref
+from ebmfast.ops.mlp_langevin_chain import mlp_langevin_chain, mlp_langevin_chain_ref
 from ebmfast.ops.philox import philox_normal_ref
 from ebmfast.samplers import Langevin
 from ebmfast_testing import random_net as _net

@@ -159,14 +159,10 @@ def test_registered_triton_op_and_opcheck():
 @pytest.fixture
 def triton_backward(monkeypatch):
     """EBMFAST_BACKEND=triton (CPU tensors run the Triton kernels under the interpreter), and
-    counts the launches of the Triton backward. The CPU penalty node (C++ ops
-    mlp_grad_norm_penalty*) is switched off, so grad_norm_penalty composes mlp_energy_grad with
-    the penalty as it does on GPUs."""
-    import importlib
-
+    counts the launches of the Triton backward. With Triton requested, grad_norm_penalty composes
+    mlp_energy_grad with the penalty (the CPU penalty node is not used), as it does on GPUs."""
     from ebmfast.ops._triton import mlp_launch
 
-    monkeypatch.setattr(importlib.import_module("ebmfast.ops.grad_norm_penalty"), "_has_penalty_ops", lambda: False)
     monkeypatch.setenv(_dispatch.ENV_VAR, "triton")
     calls = []
     launch = mlp_launch.energy_grad_backward_launch
