@@ -230,6 +230,10 @@ def run_pytest(script: str, device: str, quick: bool, extra_args: Sequence[str] 
     """
     import pytest
 
+    try:
+        import pytest_benchmark  # noqa: F401  (the timing library of these benchmarks)
+    except ImportError as exc:
+        raise SystemExit("the benchmarks time with pytest-benchmark: pip install pytest-benchmark") from exc
     rec = _Recorder()
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "bench.json")

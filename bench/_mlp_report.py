@@ -164,6 +164,10 @@ def write_not_measured(planned: list[dict], device, out_dir: str, stem: str) -> 
     rows = table_rows([{**c, "note": "not measured"} for c in planned], {}, {})
     env = {"date": "-", "device": "not measured", "torch": "-", "triton": "-", "ebmfast": "-", "commit": "-"}
     md = _markdown(rows, device, env, {"mode": "planned", "malloc": "-"}, "matmul peak not measured.")
+    where = "GPU" if device.type == "cuda" else "CPU"
+    md[0] = f"# Fused MLP energy, {where} (not measured)"
+    md[2] = (f"Not measured: no run of `python bench/bench_mlp.py --device {device.type}` is recorded here yet. "
+             "The tables list the planned rows and their targets.")
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, stem + ".md")
     with open(path, "w") as f:

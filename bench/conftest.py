@@ -28,11 +28,9 @@ def pytest_configure(config):
         return
     if not torch.cuda.is_available():
         raise pytest.UsageError("--bench-device cuda: no CUDA device visible to torch")
-    from pytest_benchmark.utils import load_timer
-
-    config.option.benchmark_timer = load_timer(_common.CUDA_TIMER)
+    config.option.benchmark_timer = _common.CUDA_TIMER  # pytest-benchmark loads it by its dotted name
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def device(request) -> torch.device:
     return torch.device(request.config.getoption("bench_device"))
