@@ -135,3 +135,26 @@ def test_ratios_targets_and_target_needs(bench_modules):
     assert by[(1, "fused[cpu]")]["target_needs"] == "200 GFLOP/s (180%)"
     assert by[(1, "torchebm")]["note"] == "not measured: torchebm not installed" and "ms_median" not in by[(1, "torchebm")]
     assert by[(1, "eager")]["target"] == "" and by[(1, "fused[cpu]")]["target"] == "6x eager"
+
+
+def test_cuda_runs_read_torch_benchmarks_synchronising_clock(monkeypatch, bench_modules):
+    """On CUDA pytest-benchmark must time with a clock that waits for the GPU (set before it starts)."""
+    pytest.importorskip("pytest_benchmark", reason="the benchmarks time with pytest-benchmark")
+    import importlib.util
+    import types
+
+    from pytest_benchmark.utils import load_timer
+
+    spec = importlib.util.spec_from_file_location("bench_conftest", BENCH / "conftest.py")
+    conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conftest)
+    options = {"bench_device": "cuda"}
+    config = types.SimpleNamespace(getoption=options.get, option=types.SimpleNamespace(benchmark_timer="x.y"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    conftest.pytest_configure(config)
+    assert config.option.benchmark_timer == "torch.utils.benchmark.utils.timer.timer"
+    assert load_timer(config.option.benchmark_timer).target.__module__ == "torch.utils.benchmark.utils.timer"
+    options["bench_device"] = "cpu"
+    config.option.benchmark_timer = "time.perf_counter"
+    conftest.pytest_configure(config)
+    assert config.option.benchmark_timer == "time.perf_counter"
