@@ -241,7 +241,7 @@ def run_pytest(script: str, device: str, quick: bool, extra_args: Sequence[str] 
                 f"--bench-device={device}", "--benchmark-min-time=0.002", "--benchmark-sort=fullname",
                 "--benchmark-columns=median,iqr,rounds"]
         args += ["--bench-quick", "--benchmark-max-time=0.2", "--benchmark-min-rounds=3"] if quick else \
-            ["--benchmark-max-time=1.0", "--benchmark-min-rounds=7"]
+            ["--benchmark-max-time=0.5", "--benchmark-min-rounds=7"]
         rc = pytest.main(args + list(extra_args), plugins=[rec])
         if rc not in (0, 5) or rec.failed:
             raise RuntimeError(f"pytest {' '.join(args)} exited {int(rc)}; failed: {rec.failed}")
