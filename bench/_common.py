@@ -75,11 +75,12 @@ def package_version(dist: str) -> str:
 
 
 def git_commit() -> str:
-    """HEAD of the repository (+ '-dirty' if tracked files changed); '?' outside git."""
+    """HEAD of the repository (+ '-dirty' if tracked files other than results changed); '?' outside git."""
     try:
         head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)bench/results"],
                                capture_output=True, text=True, timeout=5).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "?"
