@@ -12,7 +12,7 @@ if ! $PY -c "import triton" 2>/dev/null; then
   $PY -m pip install --quiet "triton==3.8.0"
 fi
 $PY -m pip install --quiet numpy scipy torchdiffeq POT scikit-learn safetensors tqdm matplotlib pyyaml \
-  pytest ninja "setuptools>=64" wheel
+  pytest pytest-benchmark ninja "setuptools>=64" wheel
 # the peers that the benchmarks compare against: pure Python, needing only torch (torchebm >= 2.10);
 # --no-deps so that they can never replace the torch installed above
 $PY -m pip install --quiet --no-deps "torchebm==0.8.9" "ebmkit==0.16.0"
