@@ -26,7 +26,7 @@ from .. import _ext
 from ..core import as_batch_energy
 from . import _dispatch
 from .mlp_energy import below_autograd, mlp_energy_grad, mlp_energy_grad_ref
-from .mlp_spec import fused_mlp_of
+from .mlp_spec import fused_mlp_of, saved_width
 
 _EPS = 1e-12
 
@@ -83,8 +83,7 @@ def mlp_grad_norm_penalty_backward_ref(x, weights, biases, act: int, slope: floa
 
 def _fake_penalty(x, weights, biases, act, slope, lipschitz, reduction):
     pen = x.new_empty(x.shape[0]) if reduction == 0 else x.new_empty(())
-    n_saved = 2 * sum(int(w.shape[0]) for w in weights[:-1])
-    return pen, x.new_empty(x.shape[0]), torch.empty_like(x), x.new_empty(x.shape[0], n_saved)
+    return pen, x.new_empty(x.shape[0]), torch.empty_like(x), x.new_empty(x.shape[0], saved_width(weights))
 
 
 def _fake_penalty_backward(x, weights, biases, act, slope, saved, grad, grad_penalty, grad_energy, lipschitz,

@@ -25,7 +25,7 @@ import torch
 from .. import _ext
 from . import _dispatch, _mlp_checks
 from .mlp_activations import act_derivs
-from .mlp_spec import check_mlp_args, compute_dtype, saved_width
+from .mlp_spec import check_mlp_args, compute_dtype, fake_energy_grad, fake_energy_grad_backward
 
 
 # --------------------------------------------------------------------------- references
@@ -111,19 +111,9 @@ def mlp_energy_grad_backward_ref(x, weights, biases, act, slope, grad_e, grad_g,
 
 
 # --------------------------------------------------------------------------- backends
-def _fake_energy_grad(x, weights, biases, act, slope, save):
-    b = x.shape[0]
-    saved = x.new_empty(b, saved_width(weights)) if save else x.new_empty(0)
-    return x.new_empty(b), torch.empty_like(x), saved
-
-
-def _fake_energy_grad_backward(x, weights, biases, act, slope, saved, grad_e, grad_g):
-    return torch.empty_like(x), [torch.empty_like(w) for w in weights], [torch.empty_like(b) for b in biases]
-
-
 if _ext.available():
-    torch.library.register_fake("ebmfast::mlp_energy_grad")(_fake_energy_grad)
-    torch.library.register_fake("ebmfast::mlp_energy_grad_backward")(_fake_energy_grad_backward)
+    torch.library.register_fake("ebmfast::mlp_energy_grad")(fake_energy_grad)
+    torch.library.register_fake("ebmfast::mlp_energy_grad_backward")(fake_energy_grad_backward)
 
 
 def below_autograd():

@@ -27,7 +27,7 @@ from ..core import (NonFiniteError, SampleResult, check_every, check_n_steps, ch
 from . import _dispatch, _mlp_checks
 from .langevin_step import draw_seed, langevin_step_ref, parse_clamp, parse_grad_clip
 from .mlp_energy import mlp_energy_grad_ref
-from .mlp_spec import check_mlp_args, compute_dtype
+from .mlp_spec import check_mlp_args, compute_dtype, fake_chain
 
 
 def mlp_langevin_chain_ref(x0, weights, biases, act, slope, n_steps, step_size, noise_scale, ref_coef, seed,
@@ -69,16 +69,8 @@ def mlp_langevin_chain_ref(x0, weights, biases, act, slope, n_steps, step_size, 
     return x, traj_t, ens_t, torch.tensor(-1, dtype=torch.int64)
 
 
-def _fake_chain(x0, weights, biases, act, slope, n_steps, step_size, noise_scale, ref_coef, seed, lo, hi, clip_mode,
-                clip_value, every, record_trajectory, record_energies, check_finite):
-    t_len = -(-n_steps // every) + 1
-    traj = x0.new_empty((t_len,) + tuple(x0.shape)) if record_trajectory else x0.new_empty(0)
-    ens = x0.new_empty(t_len, x0.shape[0]) if record_energies else x0.new_empty(0)
-    return torch.empty_like(x0), traj, ens, x0.new_empty((), dtype=torch.int64)
-
-
 if _ext.available():
-    torch.library.register_fake("ebmfast::mlp_langevin_chain")(_fake_chain)
+    torch.library.register_fake("ebmfast::mlp_langevin_chain")(fake_chain)
 
 
 def _run_chain(backend: str, *args):

@@ -122,3 +122,22 @@ def check_mlp_args(x: torch.Tensor, weights, biases, activation, negative_slope,
 def saved_width(weights) -> int:
     """Columns of the `saved` output: a_l and g_l = dE/dh_l per hidden layer."""
     return 2 * sum(int(w.shape[0]) for w in weights[:-1])
+
+
+# ---- fake kernels (output shapes only) of the MLP ops, shared by the C++ and Triton registrations
+def fake_energy_grad(x, weights, biases, act, slope, save):
+    b = x.shape[0]
+    saved = x.new_empty(b, saved_width(weights)) if save else x.new_empty(0)
+    return x.new_empty(b), torch.empty_like(x), saved
+
+
+def fake_energy_grad_backward(x, weights, biases, act, slope, saved, grad_e, grad_g):
+    return torch.empty_like(x), [torch.empty_like(w) for w in weights], [torch.empty_like(b) for b in biases]
+
+
+def fake_chain(x0, weights, biases, act, slope, n_steps, step_size, noise_scale, ref_coef, seed, lo, hi, clip_mode,
+               clip_value, every, record_trajectory, record_energies, check_finite):
+    t_len = -(-n_steps // every) + 1
+    traj = x0.new_empty((t_len,) + tuple(x0.shape)) if record_trajectory else x0.new_empty(0)
+    ens = x0.new_empty(t_len, x0.shape[0]) if record_energies else x0.new_empty(0)
+    return torch.empty_like(x0), traj, ens, x0.new_empty((), dtype=torch.int64)

@@ -24,6 +24,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from ..mlp_spec import fake_chain, fake_energy_grad, fake_energy_grad_backward
 from .mlp_config import (backward_not_supported_reasons, bwd_dq, bwd_max_programs, bwd_use_scratch, interpreting,
                          kernel_meta, mlp_launch_config, not_supported_reasons, padded_width, pow2)
 
@@ -229,25 +230,6 @@ def energy_grad_backward_launch(x, weights, biases, act: int, slope: float, save
     return gx, gw, gb
 
 
-# --------------------------------------------------------------------------- fake kernels (shapes only)
-def _fake_energy_grad(x, weights, biases, act, slope, save):
-    b = x.shape[0]
-    saved = x.new_empty(b, 2 * sum(int(w.shape[0]) for w in weights[:-1])) if save else x.new_empty(0)
-    return x.new_empty(b), torch.empty_like(x), saved
-
-
-def _fake_chain(x0, weights, biases, act, slope, n_steps, step_size, noise_scale, ref_coef, seed, lo, hi, clip_mode,
-                clip_value, every, record_trajectory, record_energies, check_finite):
-    t_len = -(-n_steps // every) + 1
-    traj = x0.new_empty((t_len,) + tuple(x0.shape)) if record_trajectory else x0.new_empty(0)
-    ens = x0.new_empty(t_len, x0.shape[0]) if record_energies else x0.new_empty(0)
-    return torch.empty_like(x0), traj, ens, x0.new_empty((), dtype=torch.int64)
-
-
-def _fake_energy_grad_backward(x, weights, biases, act, slope, saved, grad_e, grad_g):
-    return torch.empty_like(x), [torch.empty_like(w) for w in weights], [torch.empty_like(b) for b in biases]
-
-
 # --------------------------------------------------------------------------- torch.library registration
 _OPS = None
 
@@ -289,9 +271,9 @@ def triton_ops() -> SimpleNamespace:
 
     # explicit fakes: triton_op would derive them by running the launchers on fake tensors, which
     # the interpreter cannot do (it reads data pointers) and which would query the device (SM count)
-    mlp_energy_grad_triton.register_fake(_fake_energy_grad)
-    mlp_langevin_chain_triton.register_fake(_fake_chain)
-    mlp_energy_grad_backward_triton.register_fake(_fake_energy_grad_backward)
+    mlp_energy_grad_triton.register_fake(fake_energy_grad)
+    mlp_langevin_chain_triton.register_fake(fake_chain)
+    mlp_energy_grad_backward_triton.register_fake(fake_energy_grad_backward)
     _OPS = SimpleNamespace(energy_grad=mlp_energy_grad_triton, chain=mlp_langevin_chain_triton,
                            energy_grad_backward=mlp_energy_grad_backward_triton)
     return _OPS
