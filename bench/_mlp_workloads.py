@@ -231,7 +231,9 @@ def penalty_candidate(w: Workload, impl: str, device: torch.device):
             outer(*grad_norm_penalty(energy, x, lipschitz=LIPSCHITZ, return_energy=True, backend=be))
 
     def kernel():
-        bwd = last_choice("mlp_energy_grad_backward", device) if device.type == "cuda" else "cpu"
+        if last_choice("mlp_grad_norm_penalty", device) == "cpu":
+            return "cpu"  # the one-node CPU penalty: its forward and backward kernels
+        bwd = last_choice("mlp_energy_grad_backward", device)
         return f"fwd={last_choice('mlp_energy_grad', device)} bwd={bwd}"
     return fused_step, kernel
 
