@@ -222,6 +222,18 @@ class _Recorder:
             self.order.append(report.nodeid)
 
 
+def start_run(device: torch.device) -> tuple[tuple[float, float, float], float, dict]:
+    """Checks a command-line run can use `device` (exits with the reason if not); returns the load
+    average, the start time and the environment to record."""
+    from ebmfast.ops import _dispatch
+
+    if device.type == "cuda" and not torch.cuda.is_available():
+        sys.exit("--device cuda: no CUDA device visible to torch")
+    if device.type == "cuda" and _dispatch.triton_interpret():
+        sys.exit("TRITON_INTERPRET=1 is set: unset it to run the Triton kernels on the GPU")
+    return load_avg(), time.perf_counter(), env_info(device)
+
+
 def run_pytest(script: str, device: str, quick: bool, extra_args: Sequence[str] = ()) -> list[dict]:
     """Runs the `bench_*` functions of `script` under pytest-benchmark in this process.
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common  # noqa: E402  (also puts the repository root on sys.path)
@@ -255,12 +254,7 @@ def main(argv=None) -> int:
     p.add_argument("-k", dest="select", default=None, help="pytest -k expression: run only matching cases")
     args = p.parse_args(argv)
     device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        sys.exit("--device cuda: no CUDA device visible to torch")
-    if device.type == "cuda" and _dispatch.triton_interpret():
-        sys.exit("TRITON_INTERPRET=1 is set: unset it to run the Triton kernels on the GPU")
-    load_before, t_start = _common.load_avg(), time.perf_counter()
-    env = _common.env_info(device)
+    load_before, t_start, env = _common.start_run(device)
     extra = ["--bench-threads", args.threads, "--bench-chain-threads", args.chain_threads]
     extra += (["--bench-no-compile"] if args.no_compile else []) + (["-k", args.select] if args.select else [])
     cases = _common.run_pytest(os.path.abspath(__file__), args.device, args.quick, extra)

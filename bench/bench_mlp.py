@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common  # noqa: E402  (also puts the repository root on sys.path)
@@ -185,12 +184,7 @@ def main(argv=None) -> int:
         planned = planned_cases(device, args.quick, threads)
         _mlp_report.write_not_measured(planned, device, args.out, stem)
         return 0
-    if device.type == "cuda" and not torch.cuda.is_available():
-        sys.exit("--device cuda: no CUDA device visible to torch")
-    if device.type == "cuda" and _dispatch.triton_interpret():
-        sys.exit("TRITON_INTERPRET=1 is set: unset it to run the Triton kernels on the GPU")
-    load_before, t_start = _common.load_avg(), time.perf_counter()
-    env = _common.env_info(device)
+    load_before, t_start, env = _common.start_run(device)
     extra = ["--bench-threads", args.threads] + (["-k", args.select] if args.select else [])
     cases = _common.run_pytest(os.path.abspath(__file__), args.device, args.quick, extra)
     run = {"mode": "quick" if args.quick else "full", "malloc": allocator_note()}
