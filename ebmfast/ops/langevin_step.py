@@ -87,7 +87,7 @@ def _backward(ctx, gy):
     return g_x, g_grad, g_noise
 
 
-def _fake(x, grad, step_size, noise_scale, noise, seed, offset, lo, hi, clip_mode, clip_value):
+def fake_step(x, grad, step_size, noise_scale, noise, seed, offset, lo, hi, clip_mode, clip_value):
     torch._check(x.shape == grad.shape, lambda: "grad must have the shape of x")
     return torch.empty_like(x)
 
@@ -97,7 +97,7 @@ def _fake_inplace(x, grad, step_size, noise_scale, noise, seed, offset, lo, hi, 
 
 
 if _ext.available():
-    torch.library.register_fake("ebmfast::langevin_step")(_fake)
+    torch.library.register_fake("ebmfast::langevin_step")(fake_step)
     torch.library.register_fake("ebmfast::langevin_step_")(_fake_inplace)
     torch.library.register_fake("ebmfast::philox_normal")(lambda like, seed, offset: torch.empty_like(like))
 

@@ -12,10 +12,9 @@ from typing import Optional
 
 import torch
 
+from ..langevin_step import CLIP_NORM, fake_step  # the op's module is loaded before its Triton launcher
 from .mlp_config import interpreting
 from .mlp_launch import f64_bits
-
-CLIP_NORM = 2  # clip modes: 0 none, 1 value, 2 per-sample norm (ebmfast/ops/langevin_step.py)
 
 
 def langevin_launch_config(f64: bool, interpret: bool) -> tuple[int, int]:
@@ -65,11 +64,6 @@ def langevin_launch(x: torch.Tensor, grad: torch.Tensor, out: torch.Tensor, step
     )
 
 
-def _fake(x, grad, step_size, noise_scale, noise, seed, offset, lo, hi, clip_mode, clip_value):
-    torch._check(x.shape == grad.shape, lambda: "grad must have the shape of x")
-    return torch.empty_like(x)
-
-
 _OPS = None
 
 
@@ -96,7 +90,7 @@ def triton_ops():
         return out
 
     # explicit fake: the derived one runs the launcher on fake tensors, which the interpreter cannot
-    langevin_step_triton.register_fake(_fake)
+    langevin_step_triton.register_fake(fake_step)
 
     def inplace(x, grad, *args):
         langevin_launch(x, grad, x, *args)
